@@ -1,0 +1,302 @@
+"""Experiment configuration: defaults, ``--set`` overrides, validation.
+
+An experiment file's ``get_config()`` starts from `default_config()` and
+changes what it needs. Every key exists in the defaults, so ``--set`` can
+reject unknown keys and parse each value by the type of its default.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+from typing import Any, Iterable
+
+import ml_collections
+
+from metarec_jax.data.splits import SCENARIOS
+from metarec_jax.eval.baselines import BASELINES
+from metarec_jax.eval.metrics import METRICS, check_metric_names
+from metarec_jax.meta.learners import LEARNERS
+from metarec_jax.models.model import HEADS
+
+
+class ConfigError(ValueError):
+  """A configuration problem, said in words a user can act on."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every configurable key with its default."""
+  c = ml_collections.ConfigDict()
+  c.name = "experiment"
+  c.seed = 0
+  c.num_seeds = 1
+  # What to run: baselines, learner names, or names defined in `variants`.
+  c.methods = ("global_mean", "item_mean_user_bias", "pooled", "pooled_finetune", "maml")
+  # name -> tuple of "key=value" overrides of this config, e.g.
+  # c.variants.maml_relation = ("meta.learner=maml", "model.head=relation").
+  c.variants = ml_collections.ConfigDict()
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "synthetic"          # synthetic (embedded)
+  c.data.path = ""                   # data directory for real data sets
+  c.data.protocol = "cold_flags"     # how users/items become scenarios
+  c.data.query_size = 10             # query ratings per task
+  c.data.support_cap = 20            # most support ratings per task
+  c.data.support_size = 0            # > 0: exactly K support ratings (few-shot)
+  c.data.min_support = 3             # tasks need query_size + min_support ratings
+  c.data.max_ratings = 0             # > 0: drop users with more ratings
+  c.data.valid_share = 0.1           # share of warm users held out for validation
+  c.data.warm_test_share = 0.1       # share of warm users held out as the warm test
+  c.data.synthetic = ml_collections.ConfigDict(dict(
+      num_users=1200, num_items=400, latent_dim=6, feature_share=0.35, cold_user_share=0.25,
+      cold_item_share=0.25, min_ratings=16, max_ratings=40, noise=0.3, seed=0))
+
+  c.model = ml_collections.ConfigDict()
+  c.model.user_fields = ()           # empty: all user fields
+  c.model.item_fields = ()           # empty: all item fields
+  c.model.embed_dim = 16
+  c.model.user_mlp = ()
+  c.model.item_mlp = ()
+  c.model.head = "mlp"               # mlp | relation | dot
+  c.model.head_hidden = (64, 64)
+
+  c.meta = ml_collections.ConfigDict()
+  c.meta.learner = "maml"            # learner used by a method named after no learner
+  c.meta.inner_lr = 0.1
+  c.meta.inner_steps = 1
+  c.meta.adapt = ""                  # empty: the learner's default (head for anil/melu, else all)
+  c.meta.first_order = False         # True forces first-order gradients
+  c.meta.remat = False
+  c.meta.tasks_per_chunk = 0         # > 0: lax.map over chunks of this many tasks
+
+  c.optimizer = ml_collections.ConfigDict(dict(name="adam", lr=1e-3, clip_norm=0.0, weight_decay=0.0))
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 1000
+  c.train.tasks_per_batch = 32
+  c.train.log_every = 50
+  c.train.eval_every = 100           # validation MAE; the best step's params are kept
+  c.train.checkpoint_every = 250
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.metrics = METRICS
+  c.eval.scenarios = ("warm", "user_cold", "item_cold", "user_item_cold")
+  c.eval.tasks_per_chunk = 256
+  c.eval.finetune_lrs = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)   # pooled_finetune grid, chosen on validation
+  c.eval.finetune_steps = (1, 5, 20)
+  c.eval.bias_regs = (0.0, 2.0, 5.0, 10.0, 25.0)  # item_mean_user_bias shrinkage grid
+  return c
+
+
+def load_experiment(path: str | pathlib.Path) -> ml_collections.ConfigDict:
+  """Imports an experiment file and returns its ``get_config()``."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise ConfigError(f"experiment file {path} does not exist")
+  spec = importlib.util.spec_from_file_location(f"metarec_experiment_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:
+    raise ConfigError(f"experiment file {path} failed to import: {type(e).__name__}: {e}") from e
+  if not hasattr(module, "get_config"):
+    raise ConfigError(f"experiment file {path} has no get_config() function; define "
+                      "get_config() returning metarec_jax.default_config() with your changes")
+  config = module.get_config()
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(f"{path}: get_config() must return an ml_collections.ConfigDict, "
+                      f"got {type(config).__name__}")
+  return config
+
+
+def flat_keys(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+  """Dotted key -> value for every leaf (variants count as leaves)."""
+  out = {}
+  for key, value in config.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, ml_collections.ConfigDict) and key != "variants":
+      out.update(flat_keys(value, name + "."))
+    else:
+      out[name] = value
+  return out
+
+
+def _guess(raw: str) -> Any:
+  """Parses an element of a tuple whose default is empty: int, float or str."""
+  for kind in (int, float):
+    try:
+      return kind(raw)
+    except ValueError:
+      pass
+  return raw
+
+
+def _parse(key: str, raw: str, current: Any) -> Any:
+  def fail(kind):
+    raise ConfigError(f"--set {key}={raw}: expected {kind} (the default is {current!r})")
+
+  if isinstance(current, bool):
+    low = raw.strip().lower()
+    if low in ("true", "1", "yes"):
+      return True
+    if low in ("false", "0", "no"):
+      return False
+    fail("true or false")
+  if isinstance(current, int):
+    try:
+      return int(raw)
+    except ValueError:
+      fail("an integer")
+  if isinstance(current, float):
+    try:
+      return float(raw)
+    except ValueError:
+      fail("a number")
+  if isinstance(current, str):
+    return raw
+  if isinstance(current, tuple):
+    if raw.strip() == "":
+      return ()
+    parts = [p.strip() for p in raw.split(",")]
+    if current:
+      return tuple(_parse(key, p, current[0]) for p in parts)
+    return tuple(_guess(p) for p in parts)
+  raise ConfigError(f"--set {key}: values of type {type(current).__name__} cannot be set "
+                    "from the command line")
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str]) -> ml_collections.ConfigDict:
+  """Returns a copy of ``config`` with ``KEY=VALUE`` overrides applied.
+
+  Raises:
+    ConfigError: malformed override, unknown key (the valid keys are listed),
+      or a value that does not parse as the key's type.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  keys = flat_keys(config)
+  for item in overrides:
+    if "=" not in item:
+      raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if key not in keys or key == "variants":
+      valid = "\n  ".join(sorted(k for k in keys if k != "variants"))
+      raise ConfigError(f"--set: unknown key {key!r}. Valid keys:\n  {valid}")
+    value = _parse(key, raw, keys[key])
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+    keys[key] = value
+  return config
+
+
+def known_methods(config: ml_collections.ConfigDict) -> list[str]:
+  return sorted(set(BASELINES) | set(LEARNERS) | set(config.variants.keys()))
+
+
+def method_config(config: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:
+  """The config a learned method trains with: variant overrides, or learner = method."""
+  if method in config.variants:
+    return apply_overrides(config, config.variants[method])
+  c = ml_collections.ConfigDict(config.to_dict())
+  if method in LEARNERS:
+    c.meta.learner = method
+  elif method in ("pooled", "pooled_finetune"):
+    c.meta.learner = "pooled"
+  return c
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks everything that can be checked before data is loaded or code compiled."""
+  d, m, o, t, e = config.data, config.meta, config.optimizer, config.train, config.eval
+  problems = []
+  if config.num_seeds < 1:
+    problems.append(f"num_seeds must be >= 1, got {config.num_seeds}")
+  if not config.methods:
+    problems.append("methods is empty: name at least one method")
+  for method in config.methods:
+    if method not in known_methods(config):
+      problems.append(f"methods: unknown method {method!r}; known: {known_methods(config)}")
+  if d.query_size < 1:
+    problems.append(f"data.query_size must be >= 1, got {d.query_size}")
+  if d.support_cap < 1:
+    problems.append(f"data.support_cap must be >= 1, got {d.support_cap}")
+  if d.support_size < 0 or d.min_support < 1:
+    problems.append("data.support_size must be >= 0 and data.min_support >= 1")
+  if o.lr <= 0:
+    problems.append(f"optimizer.lr must be > 0, got {o.lr}")
+  if t.steps < 0 or t.tasks_per_batch < 1 or t.eval_every < 1 or t.checkpoint_every < 1 or t.log_every < 1:
+    problems.append("train.steps must be >= 0 and tasks_per_batch, eval_every, checkpoint_every, "
+                    "log_every >= 1")
+  if e.tasks_per_chunk < 1:
+    problems.append(f"eval.tasks_per_chunk must be >= 1, got {e.tasks_per_chunk}")
+  if not e.finetune_lrs or any(lr < 0 for lr in e.finetune_lrs) or not e.finetune_steps:
+    problems.append("eval.finetune_lrs must be non-empty and >= 0; eval.finetune_steps non-empty")
+  for s in e.scenarios:
+    if s not in SCENARIOS:
+      problems.append(f"eval.scenarios: unknown scenario {s!r}; known: {SCENARIOS}")
+  try:
+    check_metric_names(e.metrics, d.query_size)
+  except ValueError as err:
+    problems.append(f"eval.metrics: {err}")
+  for method in config.methods:
+    if method in ("global_mean", "item_mean_user_bias") or method not in known_methods(config):
+      continue
+    try:
+      mc = method_config(config, method)
+    except ConfigError as err:
+      problems.append(f"variants.{method}: {err}")
+      continue
+    if mc.meta.learner not in LEARNERS:
+      problems.append(f"method {method}: meta.learner {mc.meta.learner!r} unknown; known: {sorted(LEARNERS)}")
+    if mc.meta.inner_lr < 0:
+      problems.append(f"method {method}: meta.inner_lr must be >= 0, got {mc.meta.inner_lr}")
+    if mc.meta.inner_steps < 0:
+      problems.append(f"method {method}: meta.inner_steps must be >= 0, got {mc.meta.inner_steps}")
+    if mc.meta.tasks_per_chunk and mc.train.tasks_per_batch % mc.meta.tasks_per_chunk:
+      problems.append(f"method {method}: meta.tasks_per_chunk={mc.meta.tasks_per_chunk} must divide "
+                      f"train.tasks_per_batch={mc.train.tasks_per_batch}")
+    if mc.model.head not in HEADS:
+      problems.append(f"method {method}: model.head {mc.model.head!r} unknown; known: {HEADS}")
+  if problems:
+    raise ConfigError("invalid config:\n  " + "\n  ".join(dict.fromkeys(problems)))
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+  """Rebuilds a config saved by `to_json` (lists become tuples again)."""
+
+  def fix(x):
+    if isinstance(x, dict):
+      return {k: fix(v) for k, v in x.items()}
+    if isinstance(x, list):
+      return tuple(fix(v) for v in x)
+    return x
+
+  base = default_config()
+  loaded = fix(json.loads(text))
+  base.variants = ml_collections.ConfigDict(loaded.pop("variants", {}))
+  merged = ml_collections.ConfigDict(base.to_dict())
+  merged.update(loaded)
+  return merged
+
+
+def diff(old: ml_collections.ConfigDict, new: ml_collections.ConfigDict) -> list[str]:
+  """Human-readable differences between two configs (dotted keys)."""
+  a, b = flat_keys(old), flat_keys(new)
+  out = []
+  for k in sorted(set(a) | set(b)):
+    va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
+    if isinstance(va, ml_collections.ConfigDict):
+      va = va.to_dict()
+    if isinstance(vb, ml_collections.ConfigDict):
+      vb = vb.to_dict()
+    if va != vb:
+      out.append(f"{k}: {va!r} -> {vb!r}")
+  return out

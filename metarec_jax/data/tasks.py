@@ -1,0 +1,201 @@
+"""Tasks: one user's ratings, padded, device-resident; batches drawn with a key.
+
+A `TaskSet` stores every task's item ids and ratings padded to a fixed length
+``L`` with the true length beside them. A `TaskBatch` is what a meta-train or
+evaluation step consumes: per task a support set and a query set, each padded
+with a mask. Splitting a task into support and query is a random permutation
+of its valid positions drawn from the task's own key, with one uniform number
+per position from ``fold_in(key, position)``: extra padding never changes which
+ratings land where.
+"""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metarec_jax.data.interactions import FeatureTable, Interactions
+
+
+@flax.struct.dataclass
+class TaskSet:
+  """Padded tasks, one per user.
+
+  Attributes:
+    user: ``int32 [T]`` user id of each task.
+    items: ``int32 [T, L]`` item ids, 0-padded past ``lengths``.
+    ratings: ``float32 [T, L]`` ratings, 0-padded.
+    lengths: ``int32 [T]`` number of valid ratings per task.
+  """
+
+  user: jax.Array
+  items: jax.Array
+  ratings: jax.Array
+  lengths: jax.Array
+
+  @property
+  def num_tasks(self) -> int:
+    return int(self.user.shape[0])
+
+  @property
+  def max_length(self) -> int:
+    return int(self.items.shape[1])
+
+  @property
+  def mask(self) -> jax.Array:
+    return jnp.arange(self.items.shape[1])[None, :] < self.lengths[:, None]
+
+
+@flax.struct.dataclass
+class TaskBatch:
+  """Support and query sets of a batch of tasks (leading axis = task)."""
+
+  user: jax.Array
+  support_items: jax.Array
+  support_ratings: jax.Array
+  support_mask: jax.Array
+  query_items: jax.Array
+  query_ratings: jax.Array
+  query_mask: jax.Array
+
+  @property
+  def num_tasks(self) -> int:
+    return int(self.user.shape[0])
+
+
+@flax.struct.dataclass
+class Features:
+  """Device-resident feature tables: field name -> array indexed by id."""
+
+  user: dict[str, jax.Array]
+  item: dict[str, jax.Array]
+
+
+def features_from_tables(users: FeatureTable, items: FeatureTable) -> Features:
+  """Puts the columns of two feature tables on the default device."""
+  return Features(
+      user={k: jnp.asarray(v) for k, v in users.columns.items()},
+      item={k: jnp.asarray(v) for k, v in items.columns.items()},
+  )
+
+
+def build_taskset(ratings: Interactions, *, min_length: int = 1, max_length: int | None = None,
+                  pad_to: int | None = None, order_by_time: bool = True) -> TaskSet:
+  """Groups ratings by user into padded tasks (vectorised, no loop per rating).
+
+  Args:
+    ratings: the interactions to group.
+    min_length: users with fewer ratings are dropped.
+    max_length: users with more ratings are dropped (``None``: keep all).
+    pad_to: padded length ``L``; defaults to the longest kept task.
+    order_by_time: order each task's ratings by timestamp (else by item id).
+      The order only fixes the layout; support/query splits are random.
+
+  Returns:
+    A `TaskSet` of numpy arrays (call `jax.device_put` to move it).
+  """
+  n = len(ratings)
+  if n == 0:
+    raise ValueError("build_taskset: no ratings to group")
+  secondary = ratings.timestamp if (order_by_time and ratings.timestamp is not None) else ratings.item
+  order = np.lexsort((ratings.item, secondary, ratings.user))
+  user = ratings.user[order]
+  item = ratings.item[order]
+  rating = ratings.rating[order]
+  users, starts, counts = np.unique(user, return_index=True, return_counts=True)
+  keep = counts >= min_length
+  if max_length is not None:
+    keep &= counts <= max_length
+  if not keep.any():
+    raise ValueError(f"build_taskset: no user has between {min_length} and {max_length} ratings")
+  longest = int(counts[keep].max())
+  length = longest if pad_to is None else pad_to
+  if length < longest:
+    raise ValueError(f"pad_to={pad_to} is shorter than the longest task ({longest})")
+  row_of_user = np.full(users.shape, -1)
+  row_of_user[keep] = np.arange(keep.sum())
+  group = np.repeat(np.arange(len(users)), counts)
+  pos = np.arange(n) - starts[group]
+  sel = keep[group]
+  rows = row_of_user[group[sel]]
+  t = int(keep.sum())
+  items = np.zeros((t, length), np.int32)
+  vals = np.zeros((t, length), np.float32)
+  items[rows, pos[sel]] = item[sel]
+  vals[rows, pos[sel]] = rating[sel]
+  return TaskSet(user=users[keep].astype(np.int32), items=items, ratings=vals,
+                 lengths=counts[keep].astype(np.int32))
+
+
+def _split_one(key, items, ratings, length, query_size: int, support_size: int):
+  positions = jnp.arange(items.shape[0])
+  u = jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key, i)))(positions)
+  u = jnp.where(positions < length, u, 2.0)
+  order = jnp.argsort(u)
+  q_idx = order[:query_size]
+  s_idx = order[query_size:query_size + support_size]
+  q_mask = jnp.arange(query_size) < length
+  s_mask = query_size + jnp.arange(support_size) < length
+  pad = support_size - s_idx.shape[0]
+  if pad > 0:  # the task is shorter than query + support: pad with masked rows
+    s_idx = jnp.concatenate([s_idx, jnp.zeros((pad,), s_idx.dtype)])
+  return (jnp.where(s_mask, items[s_idx], 0), jnp.where(s_mask, ratings[s_idx], 0.0), s_mask,
+          jnp.where(q_mask, items[q_idx], 0), jnp.where(q_mask, ratings[q_idx], 0.0), q_mask)
+
+
+def split_tasks(tasks: TaskSet, key: jax.Array, query_size: int, support_size: int) -> TaskBatch:
+  """Splits every task of ``tasks`` into support and query sets.
+
+  Each task's split comes from ``fold_in(key, user id)``, so the same user gets
+  the same split whatever batch it is drawn in.
+
+  Args:
+    tasks: the tasks to split.
+    key: PRNG key.
+    query_size: query ratings per task (the first ``query_size`` of a random
+      permutation of the task's ratings).
+    support_size: support slots per task; the next ratings of the permutation
+      fill them, masked where the task runs out.
+
+  Returns:
+    A `TaskBatch` with one row per task.
+  """
+  keys = jax.vmap(lambda u: jax.random.fold_in(key, u))(tasks.user)
+  split = jax.vmap(_split_one, in_axes=(0, 0, 0, 0, None, None))
+  s_items, s_ratings, s_mask, q_items, q_ratings, q_mask = split(
+      keys, tasks.items, tasks.ratings, tasks.lengths, query_size, support_size)
+  return TaskBatch(tasks.user, s_items, s_ratings, s_mask, q_items, q_ratings, q_mask)
+
+
+def sample_batch(tasks: TaskSet, key: jax.Array, batch_size: int, query_size: int,
+                 support_size: int) -> TaskBatch:
+  """Draws ``batch_size`` tasks and a fresh support/query split of each.
+
+  Tasks are drawn without replacement when the set is large enough.
+  """
+  k_pick, k_split = jax.random.split(key)
+  n = tasks.user.shape[0]
+  idx = jax.random.choice(k_pick, n, (batch_size,), replace=batch_size > n)
+  picked = jax.tree_util.tree_map(lambda x: x[idx], tasks)
+  return split_tasks(picked, k_split, query_size, support_size)
+
+
+def merge_support_query(batch: TaskBatch) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """All of a task's drawn ratings as one set: (items, ratings, mask)."""
+  cat = lambda a, b: jnp.concatenate([a, b], axis=-1)
+  return (cat(batch.support_items, batch.query_items), cat(batch.support_ratings, batch.query_ratings),
+          cat(batch.support_mask, batch.query_mask))
+
+
+def pad_batch(batch: TaskBatch, multiple: int) -> tuple[TaskBatch, int]:
+  """Pads the task axis to a multiple of ``multiple`` with fully masked tasks."""
+  n = batch.num_tasks
+  target = -(-n // multiple) * multiple
+  if target == n:
+    return batch, n
+  def pad(x):
+    widths = [(0, target - n)] + [(0, 0)] * (x.ndim - 1)
+    return jnp.pad(x, widths)
+  return jax.tree_util.tree_map(pad, batch), n

@@ -1,0 +1,412 @@
+"""Config -> data -> train loop -> checkpoints -> results.
+
+`run` is the whole experiment: for each seed it splits the data into
+scenarios, trains every learned method (meta-learners and the pooled model)
+with model selection on validation tasks, evaluates every method on every
+scenario, and writes ``results.json`` / ``results.md`` into the workdir. A run
+killed at any point resumes from its checkpoints and finishes with the same
+numbers as one that was not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+import zlib
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from tqdm.auto import tqdm
+
+from metarec_jax import config as cfg_lib
+from metarec_jax.data.interactions import Dataset
+from metarec_jax.data.splits import ScenarioSplit, make_split
+from metarec_jax.data.synthetic import SyntheticSpec, make_synthetic
+from metarec_jax.data.tasks import Features, TaskSet, build_taskset, features_from_tables, split_tasks
+from metarec_jax.eval.baselines import RatingStats, predict_global_mean, predict_item_mean_user_bias
+from metarec_jax.eval.evaluate import make_adapted_predictor, predict_in_chunks, score
+from metarec_jax.meta.learners import LearnerSpec, init_meta_params, learner_spec
+from metarec_jax.meta.step import MetaTrainState, init_state, make_meta_train_step, make_optimizer
+from metarec_jax.models.model import RecModel, init_params, make_predict
+
+
+class NonFiniteError(FloatingPointError):
+  """A training metric became NaN or infinite."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+DATASETS: dict[str, Callable[[ml_collections.ConfigDict], Dataset]] = {
+    "synthetic": lambda d: make_synthetic(SyntheticSpec(**d.synthetic.to_dict())),
+}
+
+
+def load_dataset(data_cfg: ml_collections.ConfigDict) -> Dataset:
+  """Loads the data set named by ``data.name``."""
+  if data_cfg.name not in DATASETS:
+    raise cfg_lib.ConfigError(f"data.name: unknown data set {data_cfg.name!r}; known: {sorted(DATASETS)}")
+  return DATASETS[data_cfg.name](data_cfg)
+
+
+@dataclasses.dataclass
+class Prepared:
+  """One seed's data, split and on the device."""
+
+  data: Dataset
+  split: ScenarioSplit
+  features: Features
+  train: TaskSet
+  valid_batch: Any
+  test_batches: dict[str, Any]
+  stats: RatingStats
+  support_size: int
+
+
+def support_size(data_cfg) -> int:
+  return data_cfg.support_size if data_cfg.support_size > 0 else data_cfg.support_cap
+
+
+def _tasks(ratings, role: str, data_cfg) -> TaskSet:
+  q = data_cfg.query_size
+  need = q + (data_cfg.support_size if data_cfg.support_size > 0 else data_cfg.min_support)
+  longest = int(np.bincount(ratings.user).max()) if len(ratings) else 0
+  if longest < need:
+    raise cfg_lib.ConfigError(
+        f"{role}: tasks need at least data.query_size + support = {need} ratings, but the longest "
+        f"{role} task has {longest}; lower data.query_size (now {q}) or data.min_support / "
+        "data.support_size")
+  max_len = data_cfg.max_ratings or None
+  return jax.device_put(build_taskset(ratings, min_length=need, max_length=max_len))
+
+
+def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None = None) -> Prepared:
+  """Splits the data for one seed and puts the task sets on the device.
+
+  The evaluation splits (support / query of every validation and test task)
+  are drawn once per seed, so every method sees the same ones.
+  """
+  d = config.data
+  data = data if data is not None else load_dataset(d)
+  split = make_split(data, d.protocol, seed, valid_share=d.valid_share, warm_test_share=d.warm_test_share)
+  features = features_from_tables(data.users, data.items)
+  train = _tasks(split.train, "meta-training", d)
+  s = support_size(d)
+  eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 7919)
+  valid_batch = split_tasks(_tasks(split.valid, "validation", d), eval_key, d.query_size, s)
+  tests = {}
+  for scenario in config.eval.scenarios:
+    if scenario not in split.tests:
+      raise cfg_lib.ConfigError(f"eval.scenarios: protocol {d.protocol!r} has no scenario {scenario!r}")
+    tests[scenario] = split_tasks(_tasks(split.tests[scenario], scenario, d), eval_key, d.query_size, s)
+  stats = RatingStats.from_ratings(split.train, data.num_items)
+  return Prepared(data, split, features, train, valid_batch, tests, stats, s)
+
+
+def build_model(config: ml_collections.ConfigDict, data: Dataset, offset: float) -> RecModel:
+  """The recommender named by ``config.model`` over the data set's fields."""
+  m = config.model
+  users = data.users.select(m.user_fields) if m.user_fields else data.users
+  items = data.items.select(m.item_fields) if m.item_fields else data.items
+  return RecModel(user_specs=users.specs, item_specs=items.specs, embed_dim=m.embed_dim,
+                  user_mlp=tuple(m.user_mlp), item_mlp=tuple(m.item_mlp), head=m.head,
+                  head_hidden=tuple(m.head_hidden), offset=offset)
+
+
+def spec_of(mc: ml_collections.ConfigDict) -> LearnerSpec:
+  m = mc.meta
+  return learner_spec(m.learner, inner_lr=m.inner_lr, inner_steps=m.inner_steps, adapt=m.adapt,
+                      first_order=True if m.first_order else None, remat=m.remat)
+
+
+def method_key(seed: int, name: str) -> jax.Array:
+  return jax.random.fold_in(jax.random.PRNGKey(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclasses.dataclass
+class TrainOutcome:
+  params: Any          # validation-selected meta params
+  best_val_mae: float
+  best_step: int
+  spec: LearnerSpec
+  model: RecModel
+
+
+class JsonlLog:
+  """Appends one JSON object per line."""
+
+  def __init__(self, path: pathlib.Path | None):
+    self.path = path
+
+  def write(self, **record):
+    if self.path is None:
+      return
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+
+
+def _validation_mae(predictor, meta, prep: Prepared, chunk: int, lr, scale) -> float:
+  pred = predict_in_chunks(lambda b: predictor(meta, prep.features, b, lr), prep.valid_batch, chunk)
+  return score(pred, prep.valid_batch, ("mae",), scale)["mae"]
+
+
+def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, seed: int, *,
+                 ckpt_dir: pathlib.Path | None = None, log: JsonlLog | None = None, progress: bool = True,
+                 on_step: Callable[[str, int, int], None] | None = None) -> TrainOutcome:
+  """Meta-trains one learned method with validation-based model selection.
+
+  Args:
+    config: the method's config (see `config.method_config`).
+    prep: the seed's prepared data.
+    name: method name (logs, checkpoint folder, PRNG stream).
+    seed: the seed.
+    ckpt_dir: orbax checkpoint folder; resumes from its latest step if any.
+    log: metrics log.
+    progress: show a progress bar.
+    on_step: called after every step with (name, seed, step) (tests use it to
+      interrupt a run).
+
+  Returns:
+    The validation-selected params and where they were found.
+
+  Raises:
+    NonFiniteError: the loss or gradient norm became NaN or infinite; the last
+      good checkpoint stays on disk.
+  """
+  log = log or JsonlLog(None)
+  t = config.train
+  spec = spec_of(config)
+  offset = prep.stats.mean
+  model = build_model(config, prep.data, offset)
+  predict = make_predict(model)
+  key = method_key(seed, name)
+  k_init, k_run = jax.random.split(key)
+  params = init_meta_params(spec, init_params(model, prep.features, k_init))
+  optimizer = make_optimizer(config.optimizer.name, config.optimizer.lr, config.optimizer.clip_norm,
+                             config.optimizer.weight_decay)
+  state = init_state(params, optimizer, k_run)
+  step_fn = make_meta_train_step(spec, predict, optimizer, tasks_per_batch=t.tasks_per_batch,
+                                 query_size=config.data.query_size, support_size=prep.support_size,
+                                 tasks_per_chunk=config.meta.tasks_per_chunk)
+  predictor = make_adapted_predictor(spec, predict)
+  scale = prep.data.rating_scale
+  chunk = config.eval.tasks_per_chunk
+  copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)
+
+  best, best_val, best_step = copy(state.params), float("inf"), 0
+  manager = None
+  if ckpt_dir is not None:
+    manager = ocp.CheckpointManager(ckpt_dir.absolute(), options=ocp.CheckpointManagerOptions(
+        max_to_keep=1, create=True))
+    latest = manager.latest_step()
+    if latest is not None:
+      template = {"state": state, "best": best, "best_val": np.float64(0), "best_step": np.int64(0)}
+      restored = manager.restore(latest, args=ocp.args.StandardRestore(template))
+      state = restored["state"]
+      best = restored["best"]
+      best_val, best_step = float(restored["best_val"]), int(restored["best_step"])
+
+  def save(step):
+    if manager is None:
+      return
+    manager.save(step, args=ocp.args.StandardSave(
+        {"state": state, "best": best, "best_val": np.float64(best_val), "best_step": np.int64(best_step)}),
+                 force=True)
+    manager.wait_until_finished()
+
+  def evaluate_now(step):
+    nonlocal best, best_val, best_step
+    val = _validation_mae(predictor, state.params, prep, chunk, spec.inner_lr, scale)
+    log.write(method=name, seed=seed, step=step, val_mae=val)
+    if val < best_val:
+      best, best_val, best_step = copy(state.params), val, step
+    return val
+
+  start = int(state.step)
+  if start == 0 and t.steps > 0:
+    evaluate_now(0)
+  bar = tqdm(total=t.steps, initial=start, desc=f"{name} seed {seed}", disable=not progress,
+             leave=False, dynamic_ncols=True)
+  tick, tick_step = time.perf_counter(), start
+  val = best_val
+  for step in range(start + 1, t.steps + 1):
+    state, metrics = step_fn(state, prep.train, prep.features)
+    values = {k: float(v) for k, v in metrics.items()}
+    bad = [k for k in ("loss", "grad_norm") if not np.isfinite(values[k])]
+    if bad:
+      saved = manager.latest_step() if manager is not None else None
+      where = f"; the last good checkpoint (step {saved}) is in {ckpt_dir}" if saved is not None else ""
+      raise NonFiniteError(f"{name} seed {seed}: {bad[0]} is {values[bad[0]]} at step {step}{where}. "
+                           "Lower optimizer.lr or meta.inner_lr, or set optimizer.clip_norm.")
+    if step % t.log_every == 0 or step == t.steps:
+      now = time.perf_counter()
+      rate = (step - tick_step) * t.tasks_per_batch / max(now - tick, 1e-9)
+      tick, tick_step = now, step
+      log.write(method=name, seed=seed, step=step, tasks_per_s=rate, **values)
+    if step % t.eval_every == 0 or step == t.steps:
+      val = evaluate_now(step)
+    bar.update(1)
+    bar.set_postfix(loss=f"{values['loss']:.3f}", val_mae=f"{val:.4f}", refresh=False)
+    if step % t.checkpoint_every == 0 or step == t.steps:
+      save(step)
+    if on_step is not None:
+      on_step(name, seed, step)
+  bar.close()
+  if manager is not None:
+    manager.close()
+  return TrainOutcome(best, best_val, best_step, spec, model)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _evaluate_learned(outcome: TrainOutcome, prep: Prepared, config, lr=None) -> dict[str, dict[str, float]]:
+  predictor = make_adapted_predictor(outcome.spec, make_predict(outcome.model))
+  lr = outcome.spec.inner_lr if lr is None else lr
+  out = {}
+  for scenario, batch in prep.test_batches.items():
+    pred = predict_in_chunks(lambda b: predictor(outcome.params, prep.features, b, lr), batch,
+                             config.eval.tasks_per_chunk)
+    out[scenario] = score(pred, batch, config.eval.metrics, prep.data.rating_scale)
+  return out
+
+
+def _evaluate_fn(fn, prep: Prepared, config) -> dict[str, dict[str, float]]:
+  return {s: score(fn(b), b, config.eval.metrics, prep.data.rating_scale) for s, b in prep.test_batches.items()}
+
+
+def _tune_finetune(pooled: TrainOutcome, prep: Prepared, config) -> tuple[TrainOutcome, float, dict]:
+  """Chooses the pooled model's fine-tuning steps and rate on validation tasks."""
+  best = (float("inf"), None, None)
+  tried = {}
+  for steps in config.eval.finetune_steps:
+    spec = learner_spec("maml", inner_lr=0.0, inner_steps=steps, adapt=config.meta.adapt or "all")
+    predictor = make_adapted_predictor(spec, make_predict(pooled.model))
+    for lr in config.eval.finetune_lrs:
+      try:
+        val = _validation_mae(predictor, pooled.params, prep, config.eval.tasks_per_chunk, lr,
+                              prep.data.rating_scale)
+      except FloatingPointError:  # this rate diverges: not a candidate
+        val = float("inf")
+      tried[f"steps={steps},lr={lr}"] = val
+      if val < best[0]:
+        best = (val, spec, lr)
+  val, spec, lr = best
+  tuned = dataclasses.replace(pooled, spec=dataclasses.replace(spec, inner_lr=float(lr)), best_val_mae=val)
+  return tuned, float(lr), tried
+
+
+def _tune_bias(prep: Prepared, config) -> tuple[float, float, float]:
+  best = (float("inf"), 0.0, 0.0)
+  for ir in config.eval.bias_regs:
+    for ur in config.eval.bias_regs:
+      pred = predict_item_mean_user_bias(prep.stats, prep.valid_batch, ir, ur)
+      val = score(pred, prep.valid_batch, ("mae",), prep.data.rating_scale)["mae"]
+      if val < best[0]:
+        best = (val, ir, ur)
+  return best
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _rows(method: str, seed: int, per_scenario: dict[str, dict[str, float]]) -> list[dict]:
+  return [{"method": method, "scenario": s, "seed": seed, **vals} for s, vals in per_scenario.items()]
+
+
+def _check_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
+  path = workdir / "config.json"
+  if path.exists():
+    old = cfg_lib.from_json(path.read_text())
+    changes = cfg_lib.diff(old, config)
+    if changes:
+      finished = " (a finished run: its results are kept)" if (workdir / "results.json").exists() else ""
+      raise cfg_lib.ConfigError(
+          f"workdir {workdir} holds a run with a different config{finished}:\n  " + "\n  ".join(changes)
+          + "\nUse another --workdir, or delete this one to start over.")
+  else:
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(cfg_lib.to_json(config))
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = None, *,
+        progress: bool = True, verbose: bool = True,
+        on_step: Callable[[str, int, int], None] | None = None) -> dict:
+  """Runs an experiment end to end and returns ``{"rows": [...]}``.
+
+  Args:
+    config: the experiment config (validated here, before any compile).
+    workdir: where config, logs, checkpoints and results go (``None``: nowhere,
+      no resume).
+    progress: show progress bars.
+    verbose: print the settings and the results table.
+    on_step: hook called after every training step (tests).
+  """
+  cfg_lib.validate(config)
+  wd = pathlib.Path(workdir) if workdir is not None else None
+  if wd is not None:
+    _check_workdir(wd, config)
+  log = JsonlLog(wd / "metrics.jsonl" if wd is not None else None)
+  say = print if verbose else (lambda *a, **k: None)
+  seeds = [config.seed + i for i in range(config.num_seeds)]
+  say(f"metarec: {config.name}: seeds {seeds}, methods {list(config.methods)}, data {config.data.name} "
+      f"({config.data.protocol}), query {config.data.query_size}, support {support_size(config.data)}")
+  data = load_dataset(config.data)
+  rows = []
+  for seed in seeds:
+    prep = prepare(config, seed, data)
+    say(f"seed {seed}: {prep.train.num_tasks} meta-training tasks, {prep.valid_batch.num_tasks} validation; "
+        + ", ".join(f"{s} {b.num_tasks}" for s, b in prep.test_batches.items()))
+    pooled = None
+    for method in config.methods:
+      part = wd / "parts" / f"{method}__seed{seed}.json" if wd is not None else None
+      if part is not None and part.exists():
+        rows.extend(json.loads(part.read_text())["rows"])
+        continue
+      info: dict[str, Any] = {}
+      if method == "global_mean":
+        res = _evaluate_fn(lambda b: predict_global_mean(prep.stats, b), prep, config)
+      elif method == "item_mean_user_bias":
+        val, ir, ur = _tune_bias(prep, config)
+        info = {"item_reg": ir, "user_reg": ur, "val_mae": val}
+        res = _evaluate_fn(lambda b: predict_item_mean_user_bias(prep.stats, b, ir, ur), prep, config)
+      else:
+        train_name = "pooled" if method in ("pooled", "pooled_finetune") else method
+        mc = cfg_lib.method_config(config, method)
+        if train_name == "pooled":
+          if pooled is None:
+            pooled = train_method(mc, prep, "pooled", seed, log=log, progress=progress, on_step=on_step,
+                                  ckpt_dir=wd / "checkpoints" / f"pooled__seed{seed}" if wd else None)
+          outcome = pooled
+        else:
+          outcome = train_method(mc, prep, method, seed, log=log, progress=progress, on_step=on_step,
+                                 ckpt_dir=wd / "checkpoints" / f"{method}__seed{seed}" if wd else None)
+        info = {"best_step": outcome.best_step, "val_mae": outcome.best_val_mae}
+        if method == "pooled_finetune":
+          outcome, lr, tried = _tune_finetune(outcome, prep, mc)
+          info.update(finetune_lr=lr, finetune_steps=outcome.spec.inner_steps, val_mae=outcome.best_val_mae,
+                      tried=tried)
+        res = _evaluate_learned(outcome, prep, mc)
+      new = _rows(method, seed, res)
+      rows.extend(new)
+      log.write(method=method, seed=seed, selection=info)
+      if part is not None:
+        part.parent.mkdir(parents=True, exist_ok=True)
+        part.write_text(json.dumps({"rows": new, "selection": info}, indent=1))
+  results = {"rows": rows}
+  if wd is not None:
+    from metarec_jax.results import write_results
+    write_results(wd, results, config)
+  if verbose:
+    from metarec_jax.results import markdown_table
+    say(markdown_table(results, config.eval.metrics))
+  return results

@@ -1,0 +1,5 @@
+"""Flax linen modules: feature extractor, heads and the recommender."""
+
+from metarec_jax.models.extractor import MLP, Extractor, FieldEmbedding
+from metarec_jax.models.heads import DotHead, MLPHead, RelationHead
+from metarec_jax.models.model import HEADS, RecModel, init_params, make_predict

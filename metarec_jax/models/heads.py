@@ -1,0 +1,73 @@
+"""Heads: from a user feature vector and item feature vectors to scores.
+
+Every head takes ``f_u`` of shape ``[..., Du]`` and ``f_i`` of shape
+``[..., N, Di]`` and returns scores ``[..., N]``. ``offset`` initialises the
+global bias (the mean training rating), so training starts from the mean.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class MLPHead(nn.Module):
+  """MeLU's decision layers: concat(f_u, f_i) -> ReLU layers -> 1."""
+
+  hidden: Sequence[int] = (64, 64)
+  offset: float = 0.0
+
+  @nn.compact
+  def __call__(self, f_u: jax.Array, f_i: jax.Array) -> jax.Array:
+    f_u = jnp.broadcast_to(f_u[..., None, :], f_i.shape[:-1] + f_u.shape[-1:])
+    x = jnp.concatenate([f_u, f_i], axis=-1)
+    for i, size in enumerate(self.hidden):
+      x = nn.relu(nn.Dense(size, name=f"dense_{i}")(x))
+    out = nn.Dense(1, name="out", bias_init=nn.initializers.constant(self.offset))(x)
+    return out[..., 0]
+
+
+class RelationHead(nn.Module):
+  """Relation-matrix scorer: ``f_uᵀ R f_i + w_u·f_u + w_i·f_i + μ``.
+
+  ``R`` has shape ``[Du, Di]``, so user and item features of different widths
+  meet in one bilinear form (the relation ``Y = X·R`` between the user and
+  item representation spaces); ``w_u·f_u`` and ``w_i·f_i`` are the user and
+  item biases and ``μ`` the global bias.
+  """
+
+  offset: float = 0.0
+  init_scale: float = 0.01
+
+  @nn.compact
+  def __call__(self, f_u: jax.Array, f_i: jax.Array) -> jax.Array:
+    d_u, d_i = f_u.shape[-1], f_i.shape[-1]
+    r = self.param("R", nn.initializers.normal(self.init_scale), (d_u, d_i))
+    w_u = self.param("w_user", nn.initializers.zeros, (d_u,))
+    w_i = self.param("w_item", nn.initializers.zeros, (d_i,))
+    mu = self.param("mu", nn.initializers.constant(self.offset), ())
+    u_r = f_u @ r  # [..., Di]
+    bilinear = jnp.einsum("...d,...nd->...n", u_r, f_i)
+    return bilinear + (f_u @ w_u)[..., None] + f_i @ w_i + mu
+
+
+class DotHead(nn.Module):
+  """Dot product ``f_u·f_i + w_u·f_u + w_i·f_i + μ``; needs ``Du == Di``."""
+
+  offset: float = 0.0
+
+  @nn.compact
+  def __call__(self, f_u: jax.Array, f_i: jax.Array) -> jax.Array:
+    if f_u.shape[-1] != f_i.shape[-1]:
+      raise ValueError(
+          f"dot head needs equal user and item feature widths, got {f_u.shape[-1]} and "
+          f"{f_i.shape[-1]}: give model.user_mlp and model.item_mlp the same last size")
+    d = f_u.shape[-1]
+    w_u = self.param("w_user", nn.initializers.zeros, (d,))
+    w_i = self.param("w_item", nn.initializers.zeros, (d,))
+    mu = self.param("mu", nn.initializers.constant(self.offset), ())
+    dot = jnp.einsum("...d,...nd->...n", f_u, f_i) / jnp.sqrt(d)
+    return dot + (f_u @ w_u)[..., None] + f_i @ w_i + mu
