@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from metarec_jax import config as cfg_lib
 from metarec_jax.data.interactions import Dataset
 from metarec_jax.data.splits import ScenarioSplit, make_split
-from metarec_jax.data.synthetic import SyntheticSpec, make_synthetic
+from metarec_jax.data import registry
 from metarec_jax.data.tasks import Features, TaskSet, build_taskset, features_from_tables, split_tasks
 from metarec_jax.eval.baselines import RatingStats, predict_global_mean, predict_item_mean_user_bias
 from metarec_jax.eval.evaluate import make_adapted_predictor, predict_in_chunks, score
@@ -43,16 +43,12 @@ class NonFiniteError(FloatingPointError):
 # --------------------------------------------------------------------------- data
 
 
-DATASETS: dict[str, Callable[[ml_collections.ConfigDict], Dataset]] = {
-    "synthetic": lambda d: make_synthetic(SyntheticSpec(**d.synthetic.to_dict())),
-}
-
-
 def load_dataset(data_cfg: ml_collections.ConfigDict) -> Dataset:
-  """Loads the data set named by ``data.name``."""
-  if data_cfg.name not in DATASETS:
-    raise cfg_lib.ConfigError(f"data.name: unknown data set {data_cfg.name!r}; known: {sorted(DATASETS)}")
-  return DATASETS[data_cfg.name](data_cfg)
+  """Loads the data set named by ``data.name`` (see `data.registry`)."""
+  try:
+    return registry.load_dataset(data_cfg)
+  except KeyError as e:
+    raise cfg_lib.ConfigError(str(e.args[0])) from None
 
 
 @dataclasses.dataclass
