@@ -157,7 +157,8 @@ def _validation_mae(predictor, meta, prep: Prepared, chunk: int, lr, scale) -> f
 
 def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, seed: int, *,
                  ckpt_dir: pathlib.Path | None = None, log: JsonlLog | None = None, progress: bool = True,
-                 on_step: Callable[[str, int, int], None] | None = None) -> TrainOutcome:
+                 on_step: Callable[[str, int, int], None] | None = None,
+                 restore_only: bool = False) -> TrainOutcome:
   """Meta-trains one learned method with validation-based model selection.
 
   Args:
@@ -170,6 +171,7 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
     progress: show a progress bar.
     on_step: called after every step with (name, seed, step) (tests use it to
       interrupt a run).
+    restore_only: do not train; fail unless a finished checkpoint exists.
 
   Returns:
     The validation-selected params and where they were found.
@@ -210,6 +212,9 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
       state = restored["state"]
       best = restored["best"]
       best_val, best_step = float(restored["best_val"]), int(restored["best_step"])
+  if restore_only and int(state.step) != t.steps:
+    raise FileNotFoundError(f"{name} seed {seed}: no finished checkpoint in {ckpt_dir} "
+                            f"(found step {int(state.step)} of {t.steps}); run `metarec run` to finish it")
 
   def save(step):
     if manager is None:
@@ -336,7 +341,7 @@ def _check_workdir(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = None, *,
         progress: bool = True, verbose: bool = True,
-        on_step: Callable[[str, int, int], None] | None = None) -> dict:
+        on_step: Callable[[str, int, int], None] | None = None, reevaluate: bool = False) -> dict:
   """Runs an experiment end to end and returns ``{"rows": [...]}``.
 
   Args:
@@ -346,9 +351,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
     progress: show progress bars.
     verbose: print the settings and the results table.
     on_step: hook called after every training step (tests).
+    reevaluate: evaluate again from the saved checkpoints, training nothing.
   """
   cfg_lib.validate(config)
   wd = pathlib.Path(workdir) if workdir is not None else None
+  if reevaluate and wd is None:
+    raise ValueError("reevaluate needs a workdir")
   if wd is not None:
     _check_workdir(wd, config)
   log = JsonlLog(wd / "metrics.jsonl" if wd is not None else None)
@@ -365,7 +373,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
     pooled = None
     for method in config.methods:
       part = wd / "parts" / f"{method}__seed{seed}.json" if wd is not None else None
-      if part is not None and part.exists():
+      if part is not None and part.exists() and not reevaluate:
         rows.extend(json.loads(part.read_text())["rows"])
         continue
       info: dict[str, Any] = {}
@@ -381,11 +389,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
         if train_name == "pooled":
           if pooled is None:
             pooled = train_method(mc, prep, "pooled", seed, log=log, progress=progress, on_step=on_step,
-                                  ckpt_dir=wd / "checkpoints" / f"pooled__seed{seed}" if wd else None)
+                                  ckpt_dir=wd / "checkpoints" / f"pooled__seed{seed}" if wd else None,
+                                  restore_only=reevaluate)
           outcome = pooled
         else:
           outcome = train_method(mc, prep, method, seed, log=log, progress=progress, on_step=on_step,
-                                 ckpt_dir=wd / "checkpoints" / f"{method}__seed{seed}" if wd else None)
+                                 ckpt_dir=wd / "checkpoints" / f"{method}__seed{seed}" if wd else None,
+                                 restore_only=reevaluate)
         info = {"best_step": outcome.best_step, "val_mae": outcome.best_val_mae}
         if method == "pooled_finetune":
           outcome, lr, tried = _tune_finetune(outcome, prep, mc)
@@ -394,6 +404,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
         res = _evaluate_learned(outcome, prep, mc)
       new = _rows(method, seed, res)
       rows.extend(new)
+      if reevaluate:
+        continue
       log.write(method=method, seed=seed, selection=info)
       if part is not None:
         part.parent.mkdir(parents=True, exist_ok=True)
@@ -406,3 +418,17 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
     from metarec_jax.results import markdown_table
     say(markdown_table(results, config.eval.metrics))
   return results
+
+
+def evaluate_workdir(workdir: str | pathlib.Path, *, progress: bool = True, verbose: bool = False) -> dict:
+  """Re-evaluates a finished run from its checkpoints and rewrites its results.
+
+  The saved config fixes the data, the splits and the methods, so the numbers
+  equal those of the original run.
+  """
+  wd = pathlib.Path(workdir)
+  path = wd / "config.json"
+  if not path.exists():
+    raise FileNotFoundError(f"{path} does not exist: {wd} is not a metarec workdir")
+  config = cfg_lib.from_json(path.read_text())
+  return run(config, wd, progress=progress, verbose=verbose, reevaluate=True)

@@ -42,9 +42,17 @@ def make_optimizer(name: str = "adam", lr: float = 1e-3, clip_norm: float = 0.0,
   return opt
 
 
+def global_norm(tree: Any) -> jax.Array:
+  """Euclidean norm of all leaves together."""
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
+
+
 def init_state(params: Any, optimizer: optax.GradientTransformation, rng: jax.Array) -> MetaTrainState:
+  """A fresh state. Params are copied: the step donates the state's buffers,
+  and the caller's arrays must survive that."""
+  params = jax.tree_util.tree_map(jnp.copy, params)
   return MetaTrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
-                        rng=rng)
+                        rng=jnp.copy(rng))
 
 
 def make_meta_train_step(spec: LearnerSpec, predict: PredictFn, optimizer: optax.GradientTransformation,
@@ -63,8 +71,7 @@ def make_meta_train_step(spec: LearnerSpec, predict: PredictFn, optimizer: optax
     loss, grads, aux = meta_gradient(spec, predict, state.params, features, batch, tasks_per_chunk)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
-               "param_norm": optax.global_norm(params), **aux}
+    metrics = {"loss": loss, "grad_norm": global_norm(grads), "param_norm": global_norm(params), **aux}
     return MetaTrainState(state.step + 1, params, opt_state, state.rng), metrics
 
   return jax.jit(step, donate_argnums=(0,)) if jit else step
