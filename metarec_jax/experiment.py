@@ -69,7 +69,7 @@ def support_size(data_cfg) -> int:
   return data_cfg.support_size if data_cfg.support_size > 0 else data_cfg.support_cap
 
 
-def _tasks(ratings, role: str, data_cfg) -> TaskSet:
+def _tasks(ratings, role: str, data_cfg, pad_to: int) -> TaskSet:
   q = data_cfg.query_size
   need = q + (data_cfg.support_size if data_cfg.support_size > 0 else data_cfg.min_support)
   longest = int(np.bincount(ratings.user).max()) if len(ratings) else 0
@@ -79,7 +79,7 @@ def _tasks(ratings, role: str, data_cfg) -> TaskSet:
         f"{role} task has {longest}; lower data.query_size (now {q}) or data.min_support / "
         "data.support_size")
   max_len = data_cfg.max_ratings or None
-  return jax.device_put(build_taskset(ratings, min_length=need, max_length=max_len))
+  return jax.device_put(build_taskset(ratings, min_length=need, max_length=max_len, pad_to=pad_to))
 
 
 def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None = None) -> Prepared:
@@ -92,15 +92,21 @@ def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None =
   data = data if data is not None else load_dataset(d)
   split = make_split(data, d.protocol, seed, valid_share=d.valid_share, warm_test_share=d.warm_test_share)
   features = features_from_tables(data.users, data.items)
-  train = _tasks(split.train, "meta-training", d)
+  # One padded length for every role: one compile of each jitted function.
+  roles = [split.train, split.valid, *split.tests.values()]
+  counts = np.concatenate([np.bincount(r.user) for r in roles if len(r)])
+  if d.max_ratings:
+    counts = counts[counts <= d.max_ratings]
+  pad_to = int(counts.max()) if len(counts) else 1
+  train = _tasks(split.train, "meta-training", d, pad_to)
   s = support_size(d)
   eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 7919)
-  valid_batch = split_tasks(_tasks(split.valid, "validation", d), eval_key, d.query_size, s)
+  valid_batch = split_tasks(_tasks(split.valid, "validation", d, pad_to), eval_key, d.query_size, s)
   tests = {}
   for scenario in config.eval.scenarios:
     if scenario not in split.tests:
       raise cfg_lib.ConfigError(f"eval.scenarios: protocol {d.protocol!r} has no scenario {scenario!r}")
-    tests[scenario] = split_tasks(_tasks(split.tests[scenario], scenario, d), eval_key, d.query_size, s)
+    tests[scenario] = split_tasks(_tasks(split.tests[scenario], scenario, d, pad_to), eval_key, d.query_size, s)
   stats = RatingStats.from_ratings(split.train, data.num_items)
   return Prepared(data, split, features, train, valid_batch, tests, stats, s)
 
@@ -135,6 +141,7 @@ class TrainOutcome:
   best_step: int
   spec: LearnerSpec
   model: RecModel
+  predictor: Callable  # jitted (meta, features, batch, inner_lr) -> query predictions
 
 
 class JsonlLog:
@@ -198,7 +205,7 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
   predictor = make_adapted_predictor(spec, predict)
   scale = prep.data.rating_scale
   chunk = config.eval.tasks_per_chunk
-  copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)
+  copy = jax.jit(lambda tree: jax.tree_util.tree_map(jnp.copy, tree))
 
   best, best_val, best_step = copy(state.params), float("inf"), 0
   manager = None
@@ -207,7 +214,7 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
         max_to_keep=1, create=True))
     latest = manager.latest_step()
     if latest is not None:
-      template = {"state": state, "best": best, "best_val": np.float64(0), "best_step": np.int64(0)}
+      template = {"state": state, "best": best, "best_val": np.zeros((), np.float64), "best_step": np.zeros((), np.int64)}
       restored = manager.restore(latest, args=ocp.args.StandardRestore(template))
       state = restored["state"]
       best = restored["best"]
@@ -220,13 +227,17 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
     if manager is None:
       return
     manager.save(step, args=ocp.args.StandardSave(
-        {"state": state, "best": best, "best_val": np.float64(best_val), "best_step": np.int64(best_step)}),
+        {"state": state, "best": best, "best_val": np.asarray(best_val, np.float64), "best_step": np.asarray(best_step, np.int64)}),
                  force=True)
     manager.wait_until_finished()
 
   def evaluate_now(step):
     nonlocal best, best_val, best_step
-    val = _validation_mae(predictor, state.params, prep, chunk, spec.inner_lr, scale)
+    try:
+      val = _validation_mae(predictor, state.params, prep, chunk, spec.inner_lr, scale)
+    except FloatingPointError:
+      raise NonFiniteError(f"{name} seed {seed}: val_mae is nan at step {step}: the adapted model diverges. "
+                           "Lower meta.inner_lr or optimizer.lr.") from None
     log.write(method=name, seed=seed, step=step, val_mae=val)
     if val < best_val:
       best, best_val, best_step = copy(state.params), val, step
@@ -264,14 +275,14 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
   bar.close()
   if manager is not None:
     manager.close()
-  return TrainOutcome(best, best_val, best_step, spec, model)
+  return TrainOutcome(best, best_val, best_step, spec, model, predictor)
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
 def _evaluate_learned(outcome: TrainOutcome, prep: Prepared, config, lr=None) -> dict[str, dict[str, float]]:
-  predictor = make_adapted_predictor(outcome.spec, make_predict(outcome.model))
+  predictor = outcome.predictor
   lr = outcome.spec.inner_lr if lr is None else lr
   out = {}
   for scenario, batch in prep.test_batches.items():
@@ -287,7 +298,7 @@ def _evaluate_fn(fn, prep: Prepared, config) -> dict[str, dict[str, float]]:
 
 def _tune_finetune(pooled: TrainOutcome, prep: Prepared, config) -> tuple[TrainOutcome, float, dict]:
   """Chooses the pooled model's fine-tuning steps and rate on validation tasks."""
-  best = (float("inf"), None, None)
+  best = (float("inf"), None, None, None)
   tried = {}
   for steps in config.eval.finetune_steps:
     spec = learner_spec("maml", inner_lr=0.0, inner_steps=steps, adapt=config.meta.adapt or "all")
@@ -300,9 +311,12 @@ def _tune_finetune(pooled: TrainOutcome, prep: Prepared, config) -> tuple[TrainO
         val = float("inf")
       tried[f"steps={steps},lr={lr}"] = val
       if val < best[0]:
-        best = (val, spec, lr)
-  val, spec, lr = best
-  tuned = dataclasses.replace(pooled, spec=dataclasses.replace(spec, inner_lr=float(lr)), best_val_mae=val)
+        best = (val, spec, lr, predictor)
+  val, spec, lr, predictor = best
+  if spec is None:
+    raise NonFiniteError(f"pooled_finetune: every fine-tuning setting diverged on validation: {tried}")
+  tuned = dataclasses.replace(pooled, spec=dataclasses.replace(spec, inner_lr=float(lr)), best_val_mae=val,
+                              predictor=predictor)
   return tuned, float(lr), tried
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,12 @@ from metarec_jax import default_config
 from metarec_jax.data import (SyntheticSpec, build_taskset, features_from_tables, make_split, make_synthetic,
                               sample_batch)
 from metarec_jax.models import RecModel, init_params, make_predict
+
+# Repeated runs of the same tiny experiment compile the same programs: let them
+# share compiled executables through JAX's persistent cache (one folder per session).
+jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="metarec-jax-cache-"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 TINY_SYNTHETIC = dict(num_users=160, num_items=120, latent_dim=3, feature_share=0.35, cold_user_share=0.25,
                       cold_item_share=0.3, min_ratings=14, max_ratings=20, noise=0.3, seed=0)

@@ -11,6 +11,8 @@ ratings land where.
 
 from __future__ import annotations
 
+import functools
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -145,6 +147,7 @@ def _split_one(key, items, ratings, length, query_size: int, support_size: int):
           jnp.where(q_mask, items[q_idx], 0), jnp.where(q_mask, ratings[q_idx], 0.0), q_mask)
 
 
+@functools.partial(jax.jit, static_argnames=("query_size", "support_size"))
 def split_tasks(tasks: TaskSet, key: jax.Array, query_size: int, support_size: int) -> TaskBatch:
   """Splits every task of ``tasks`` into support and query sets.
 
@@ -190,12 +193,14 @@ def merge_support_query(batch: TaskBatch) -> tuple[jax.Array, jax.Array, jax.Arr
 
 
 def pad_batch(batch: TaskBatch, multiple: int) -> tuple[TaskBatch, int]:
-  """Pads the task axis to a multiple of ``multiple`` with fully masked tasks."""
+  """Pads the task axis to a multiple of ``multiple`` with fully masked tasks.
+
+  Works on the host (numpy), so padding compiles nothing.
+  """
   n = batch.num_tasks
   target = -(-n // multiple) * multiple
-  if target == n:
-    return batch, n
   def pad(x):
+    x = np.asarray(x)
     widths = [(0, target - n)] + [(0, 0)] * (x.ndim - 1)
-    return jnp.pad(x, widths)
+    return np.pad(x, widths)
   return jax.tree_util.tree_map(pad, batch), n

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax.numpy as jnp
 import numpy as np
 
 from metarec_jax.data.interactions import Interactions
@@ -40,14 +39,16 @@ class RatingStats:
         np.float32)
 
 
-def predict_global_mean(stats: RatingStats, batch: TaskBatch) -> jnp.ndarray:
-  return jnp.full(batch.query_items.shape, stats.mean, jnp.float32)
+def predict_global_mean(stats: RatingStats, batch: TaskBatch) -> np.ndarray:
+  """The training mean for every query rating."""
+  return np.full(np.shape(batch.query_items), stats.mean, np.float32)
 
 
 def predict_item_mean_user_bias(stats: RatingStats, batch: TaskBatch, item_reg: float,
-                                user_reg: float) -> jnp.ndarray:
-  means = jnp.asarray(stats.item_means(item_reg))
-  m = batch.support_mask.astype(jnp.float32)
-  resid = (batch.support_ratings - means[batch.support_items]) * m
+                                user_reg: float) -> np.ndarray:
+  """Shrunk item mean plus the user's shrunk mean residual on the support set (host numpy)."""
+  means = stats.item_means(item_reg)
+  m = np.asarray(batch.support_mask, np.float32)
+  resid = (np.asarray(batch.support_ratings) - means[np.asarray(batch.support_items)]) * m
   bias = resid.sum(-1) / (m.sum(-1) + user_reg + 1e-9)
-  return means[batch.query_items] + bias[:, None]
+  return (means[np.asarray(batch.query_items)] + bias[:, None]).astype(np.float32)

@@ -8,6 +8,7 @@ scale for every method alike, and metrics are averaged over tasks.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -47,15 +48,19 @@ def predict_in_chunks(predictor: BatchPredictor, batch: TaskBatch, chunk: int) -
   outs = []
   for start in range(0, padded.num_tasks, chunk):
     part = jax.tree_util.tree_map(lambda x: x[start:start + chunk], padded)
-    outs.append(predictor(part))
-  return jnp.concatenate(outs, axis=0)[:n]
+    outs.append(np.asarray(predictor(part)))
+  return np.concatenate(outs, axis=0)[:n]
+
+
+@functools.partial(jax.jit, static_argnames=("metric_names", "rating_scale"))
+def _per_task(pred, batch: TaskBatch, metric_names, rating_scale):
+  lo, hi = rating_scale
+  return compute_metrics(jnp.clip(pred, lo, hi), batch.query_ratings, batch.query_mask, metric_names)
 
 
 def score(pred: jax.Array, batch: TaskBatch, metric_names, rating_scale) -> dict[str, float]:
   """Mean metrics over the tasks of ``batch`` (tasks with an empty query are skipped)."""
-  lo, hi = rating_scale
-  pred = jnp.clip(pred, lo, hi)
-  per_task = compute_metrics(pred, batch.query_ratings, batch.query_mask, tuple(metric_names))
+  per_task = _per_task(jnp.asarray(pred), batch, tuple(metric_names), tuple(float(x) for x in rating_scale))
   valid = np.asarray(batch.query_mask.any(-1))
   out = {name: float(np.asarray(v)[valid].mean()) for name, v in per_task.items()}
   if not np.all(np.isfinite(list(out.values()))):

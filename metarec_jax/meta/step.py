@@ -50,9 +50,13 @@ def global_norm(tree: Any) -> jax.Array:
 def init_state(params: Any, optimizer: optax.GradientTransformation, rng: jax.Array) -> MetaTrainState:
   """A fresh state. Params are copied: the step donates the state's buffers,
   and the caller's arrays must survive that."""
-  params = jax.tree_util.tree_map(jnp.copy, params)
-  return MetaTrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
-                        rng=jnp.copy(rng))
+  @jax.jit
+  def fresh(params, rng):
+    params = jax.tree_util.tree_map(jnp.copy, params)
+    return MetaTrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
+                          rng=jnp.copy(rng))
+
+  return fresh(params, rng)
 
 
 def make_meta_train_step(spec: LearnerSpec, predict: PredictFn, optimizer: optax.GradientTransformation,

@@ -77,4 +77,4 @@ def init_params(model: RecModel, features: Features, key: jax.Array) -> Params:
   """Initialises the model's params on one dummy (user, 2 items) example."""
   user_cols = {s.name: features.user[s.name][0] for s in model.user_specs}
   item_cols = {s.name: features.item[s.name][jnp.zeros((2,), jnp.int32)] for s in model.item_specs}
-  return model.init(key, user_cols, item_cols)["params"]
+  return jax.jit(model.init)(key, user_cols, item_cols)["params"]

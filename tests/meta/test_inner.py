@@ -66,9 +66,9 @@ def test_padding_changes_nothing(tiny_setup, name):
   padded = _pad_support(task, 5)
   spec = learner_spec(name, inner_lr=0.2, inner_steps=2)
   meta = init_meta_params(spec, params)
-  f = lambda m, t: task_loss(spec, predict, m, features, t)[0]
-  a, ga = jax.value_and_grad(f)(meta, task)
-  b, gb = jax.value_and_grad(f)(meta, padded)
+  f = jax.jit(jax.value_and_grad(lambda m, t: task_loss(spec, predict, m, features, t)[0]))
+  a, ga = f(meta, task)
+  b, gb = f(meta, padded)
   np.testing.assert_allclose(a, b, rtol=1e-6)
   assert tree_allclose(ga, gb, rtol=1e-5, atol=1e-7)
 
@@ -116,5 +116,5 @@ def test_meta_step_is_deterministic_and_learns(tiny_setup):
   batch = jax.tree_util.tree_map(lambda x: x[:16], tiny_setup[4])
   from metarec_jax.data.tasks import split_tasks
   fixed_batch = split_tasks(batch, jax.random.PRNGKey(9), 5, 6)
-  loss = lambda m: float(meta_gradient(spec, predict, m, features, fixed_batch)[0])
-  assert loss(s1.params) < loss(init_meta_params(spec, params))
+  loss = jax.jit(lambda m: meta_gradient(spec, predict, m, features, fixed_batch)[0])
+  assert float(loss(s1.params)) < float(loss(init_meta_params(spec, params)))

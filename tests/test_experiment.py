@@ -1,0 +1,143 @@
+"""The whole run: determinism, resume, re-evaluation, smoke test, bad input."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from metarec_jax import ConfigError, apply_overrides, experiment, load_experiment, validate
+from tests.conftest import tiny_config, tree_allclose
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  """One tiny run of all baselines and two learners (shared by several tests)."""
+  c = tiny_config()
+  c.methods = ("global_mean", "item_mean_user_bias", "pooled", "pooled_finetune", "maml")
+  wd = tmp_path_factory.mktemp("run") / "wd"
+  results = experiment.run(c, wd, progress=False, verbose=False)
+  return c, wd, results
+
+
+def test_run_writes_the_documented_files(finished_run):
+  c, wd, results = finished_run
+  for name in ("config.json", "metrics.jsonl", "results.json", "results.md"):
+    assert (wd / name).exists(), name
+  rows = json.loads((wd / "results.json").read_text())["rows"]
+  assert rows == results["rows"]
+  assert len(rows) == len(c.methods) * len(c.eval.scenarios)
+  for r in rows:
+    assert set(r) == {"method", "scenario", "seed", "mae", "rmse", "ndcg@3", "ndcg@5", "tasks"}
+    assert r["scenario"] in ("warm", "user_cold", "item_cold", "user_item_cold")
+    assert 0 < r["mae"] < 4 and 0 <= r["ndcg@3"] <= 1 and r["tasks"] > 0
+  log = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
+  steps = [r for r in log if r.get("method") == "maml" and "loss" in r]
+  assert steps and all({"step", "loss", "grad_norm", "tasks_per_s", "param_norm"} <= set(r) for r in steps)
+  md = (wd / "results.md").read_text()
+  assert "### user_cold" in md and "±" in md and "**" in md
+  assert (wd / "checkpoints" / "maml__seed0").is_dir()
+
+
+def test_same_seed_same_results(finished_run, tmp_path):
+  c, wd, _ = finished_run
+  experiment.run(c, tmp_path / "again", progress=False, verbose=False)
+  assert (tmp_path / "again" / "results.json").read_text() == (wd / "results.json").read_text()
+
+
+def test_reevaluating_a_checkpoint_gives_the_same_numbers(finished_run):
+  _, wd, results = finished_run
+  again = experiment.evaluate_workdir(wd, progress=False)
+  assert again["rows"] == results["rows"]
+
+
+def test_rerun_of_a_finished_workdir_reuses_it(finished_run):
+  c, wd, results = finished_run
+  assert experiment.run(c, wd, progress=False, verbose=False)["rows"] == results["rows"]
+
+
+def test_interrupted_run_resumes_to_the_same_params_and_results(tmp_path):
+  c = tiny_config()
+  c.methods = ("maml",)
+  straight = experiment.run(c, tmp_path / "straight", progress=False, verbose=False)
+
+  class Killed(Exception):
+    pass
+
+  def kill_at_step_6(name, seed, step):
+    if step == 6:
+      raise Killed
+
+  with pytest.raises(Killed):
+    experiment.run(c, tmp_path / "resumed", progress=False, verbose=False, on_step=kill_at_step_6)
+  assert not (tmp_path / "resumed" / "results.json").exists()
+  resumed = experiment.run(c, tmp_path / "resumed", progress=False, verbose=False)
+  assert resumed["rows"] == straight["rows"]
+  # The final states are equal too, not just the metrics.
+  def final(wd):
+    with ocp.CheckpointManager((wd / "checkpoints" / "maml__seed0").absolute()) as mgr:
+      return mgr.restore(mgr.latest_step())
+  a, b = final(tmp_path / "straight"), final(tmp_path / "resumed")
+  assert tree_allclose(a["state"]["params"], b["state"]["params"], rtol=0, atol=0)
+  assert tree_allclose(a["best"], b["best"], rtol=0, atol=0)
+
+
+def test_smoke_quickstart_shrunk(tmp_path):
+  c = load_experiment(REPO / "experiments" / "quickstart.py")
+  shrink = tiny_config()
+  c.data.synthetic = shrink.data.synthetic
+  c.model.embed_dim = 4
+  c.model.head_hidden = (8,)
+  c = apply_overrides(c, ["train.steps=4", "train.eval_every=2", "train.tasks_per_batch=8",
+                          "eval.tasks_per_chunk=64", "eval.finetune_lrs=0.01", "eval.finetune_steps=1",
+                          "eval.bias_regs=1.0", "model.user_mlp=4", "model.item_mlp=4"])
+  results = experiment.run(c, tmp_path / "q", progress=False, verbose=False)
+  methods = {r["method"] for r in results["rows"]}
+  assert methods == set(c.methods)
+  assert {r["scenario"] for r in results["rows"]} == {"warm", "user_cold", "item_cold", "user_item_cold"}
+
+
+def test_nan_stops_the_run_with_step_and_metric(tmp_path):
+  c = tiny_config()
+  c.methods = ("maml",)
+  c.optimizer.lr = 1e30
+  with pytest.raises(experiment.NonFiniteError, match=r"(loss|grad_norm|val_mae) is (nan|inf) at step [1-9]"):
+    experiment.run(c, tmp_path / "nan", progress=False, verbose=False)
+  c.optimizer.lr = 1e-3
+  c.meta.inner_lr = 1e30
+  with pytest.raises(experiment.NonFiniteError, match=r"val_mae is nan at step 0"):
+    experiment.run(c, tmp_path / "nan2", progress=False, verbose=False)
+
+
+def test_workdir_with_another_config_is_refused(finished_run):
+  c, wd, _ = finished_run
+  other = apply_overrides(c, ["meta.inner_lr=0.5"])
+  with pytest.raises(ConfigError, match=r"(?s)different config \(a finished run.*meta.inner_lr: 0.1 -> 0.5"):
+    experiment.run(other, wd, progress=False, verbose=False)
+
+
+def test_query_size_larger_than_tasks_is_refused_before_compiling(tmp_path):
+  c = apply_overrides(tiny_config(), ["data.query_size=35"])
+  c.eval.metrics = ("mae", "rmse")
+  with pytest.raises(ConfigError, match="tasks need at least data.query_size"):
+    experiment.run(c, None, progress=False, verbose=False)
+
+
+def test_config_validation_catches_bad_values():
+  c = tiny_config()
+  with pytest.raises(ConfigError, match="optimizer.lr must be > 0"):
+    validate(apply_overrides(c, ["optimizer.lr=-1"]))
+  with pytest.raises(ConfigError, match="meta.inner_lr must be >= 0"):
+    validate(apply_overrides(c, ["meta.inner_lr=-0.1"]))
+  with pytest.raises(ConfigError, match="unknown method 'nope'"):
+    validate(apply_overrides(c, ["methods=maml,nope"]))
+  with pytest.raises(ConfigError, match="k must lie"):
+    validate(apply_overrides(c, ["data.query_size=5"]))
+  with pytest.raises(ConfigError, match="tasks_per_chunk=3 must divide"):
+    validate(apply_overrides(c, ["meta.tasks_per_chunk=3"]))
