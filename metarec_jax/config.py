@@ -48,6 +48,15 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.max_ratings = 0             # > 0: drop users with more ratings
   c.data.valid_share = 0.1           # share of warm users held out for validation
   c.data.warm_test_share = 0.1       # share of warm users held out as the warm test
+  # Real data (data.name = melu | movielens | recbole, data.path = the directory):
+  c.data.min_ratings = 13            # protocols melu_states/temporal/random_users: fewest ratings per
+                                     # user and scenario (most: max_ratings; there 0 means 100)
+  c.data.new_item_year = 0           # temporal: items released in or after it are new (0: 1998 ML-1M, 1997 ML-100K)
+  c.data.new_user_quantile = 0.8     # temporal: users whose first rating is after this quantile are new
+  c.data.use_id_fields = False       # add user_id / item_id embedding fields
+  c.data.bad_rows = "error"          # out-of-scale ratings, unknown ids: error | drop (always reported)
+  c.data.duplicates = "last"         # repeated (user, item) pairs: last | first | mean | error (reported)
+  c.data.rating_scale = ()           # recbole: (min, max) of valid ratings; empty: the observed range
   c.data.synthetic = ml_collections.ConfigDict(dict(
       num_users=1200, num_items=400, latent_dim=6, feature_share=0.35, cold_user_share=0.25,
       cold_item_share=0.25, min_ratings=16, max_ratings=40, noise=0.3, seed=0))

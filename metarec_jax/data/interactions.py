@@ -147,6 +147,16 @@ class Dataset:
     user_is_cold: optional bool [num_users]; protocols that split by flags use it.
     item_is_cold: optional bool [num_items].
     extras: anything else a generator knows (ground truth of synthetic data).
+    scenarios: optional predefined ratings per scenario name (MeLU's four state
+      files); protocols that use given scenarios (``melu_states``) read them.
+    item_year: optional ``int32 [num_items]`` release year, 0 where unknown
+      (the ``temporal`` protocol reads it).
+    user_raw_ids: optional ``[num_users]`` id of each user row in the source files.
+    item_raw_ids: optional ``[num_items]`` id of each item row in the source files.
+    split_options: protocol options chosen by the loader from ``config.data``
+      (e.g. ``min_ratings``); `splits.make_split` passes them to the protocol.
+    notes: problems found while reading and how they were resolved.
+    source: where the data came from (format and path), for logs.
   """
 
   name: str
@@ -157,6 +167,13 @@ class Dataset:
   user_is_cold: np.ndarray | None = None
   item_is_cold: np.ndarray | None = None
   extras: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  scenarios: Mapping[str, Interactions] | None = None
+  item_year: np.ndarray | None = None
+  user_raw_ids: np.ndarray | None = None
+  item_raw_ids: np.ndarray | None = None
+  split_options: dict = dataclasses.field(default_factory=dict)
+  notes: tuple[str, ...] = ()
+  source: str = ""
 
   @property
   def num_users(self) -> int:
