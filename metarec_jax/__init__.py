@@ -7,7 +7,7 @@ from metarec_jax.data import (SCENARIOS, Dataset, FeatureTable, Features, FieldS
                               features_from_tables, make_split, make_synthetic, sample_batch, split_tasks)
 from metarec_jax.eval import (BASELINES, METRICS, RatingStats, compute_metrics, make_adapted_predictor, mae,
                               ndcg_at_k, rmse)
-from metarec_jax.experiment import NonFiniteError, prepare, run, train_method
+from metarec_jax.experiment import NonFiniteError, evaluate_workdir, prepare, run, train_method
 from metarec_jax.meta import (LEARNERS, LearnerSpec, MetaTrainState, adapt, adapt_task, chunked_vmap,
                               init_meta_params, init_state, learner_spec, make_meta_train_step, make_optimizer,
                               meta_gradient, partition, task_loss)

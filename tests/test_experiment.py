@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import pathlib
 
 import jax
@@ -107,8 +108,17 @@ def test_nan_stops_the_run_with_step_and_metric(tmp_path):
   c = tiny_config()
   c.methods = ("maml",)
   c.optimizer.lr = 1e30
-  with pytest.raises(experiment.NonFiniteError, match=r"(loss|grad_norm|val_mae) is (nan|inf) at step [1-9]"):
+  c.train.checkpoint_every = 1
+  with pytest.raises(experiment.NonFiniteError,
+                     match=r"(loss|grad_norm|val_mae) is (nan|inf) at step ([1-9]\d*)") as err:
     experiment.run(c, tmp_path / "nan", progress=False, verbose=False)
+  bad_step = int(re.search(r"at step (\d+)", str(err.value)).group(1))
+  ckpt = tmp_path / "nan" / "checkpoints" / "maml__seed0"
+  assert bad_step > 1  # so that a good checkpoint exists (step 1 trains fine at this rate)
+  with ocp.CheckpointManager(ckpt.absolute()) as mgr:
+    assert mgr.latest_step() == bad_step - 1  # the last good checkpoint stays
+    good = mgr.restore(mgr.latest_step())
+  assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(good["state"]["params"]))
   c.optimizer.lr = 1e-3
   c.meta.inner_lr = 1e30
   with pytest.raises(experiment.NonFiniteError, match=r"val_mae is nan at step 0"):
