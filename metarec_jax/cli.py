@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("workdir")
   ev.add_argument("--no-progress", action="store_true")
   ev.set_defaults(func=_eval)
+  from metarec_jax.data.info import add_data_commands
+  add_data_commands(sub)
   return parser
 
 

@@ -1,0 +1,82 @@
+"""metarec data download: checksums on local files and the no-network error (never the real network)."""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.error
+import zipfile
+
+import pytest
+
+from metarec_jax.data import download as dl
+from metarec_jax.data.info import add_data_commands
+
+
+def _sha(data: bytes) -> str:
+  return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def local_sources(tmp_path, monkeypatch):
+  """A zip archive and a plain file served from file:// URLs."""
+  src = tmp_path / "src"
+  src.mkdir()
+  archive = src / "set.zip"
+  with zipfile.ZipFile(archive, "w") as z:
+    z.writestr("set/u.data", "1\t1\t5\t1\n")
+    z.writestr("set/README", "hello\n")
+  (src / "f.json").write_text("{}")
+  sources = {
+      "zipped": (dl.Remote(archive.as_uri(), md5=hashlib.md5(archive.read_bytes()).hexdigest(),
+                           members=(("set/u.data", _sha(b"1\t1\t5\t1\n")), ("set/README", ""))),),
+      "plain": (dl.Remote((src / "f.json").as_uri(), sha256=_sha(b"{}"), name="f.json"),),
+      "bad": (dl.Remote((src / "f.json").as_uri(), sha256="0" * 64, name="f.json"),),
+      "badzip": (dl.Remote(archive.as_uri(), md5="0" * 32, members=(("set/u.data", ""),)),),
+  }
+  monkeypatch.setattr(dl, "SOURCES", sources)
+  return sources
+
+
+def test_download_and_verify(tmp_path, local_sources):
+  to = tmp_path / "out"
+  got = dl.download("zipped", to, log=None)
+  assert sorted(p.name for p in got) == ["README", "u.data"]
+  assert (to / "u.data").read_text() == "1\t1\t5\t1\n"
+  assert sorted(p.name for p in to.iterdir()) == ["README", "u.data"]  # flat, no leftovers
+  assert dl.download("plain", to, log=None) == [to / "f.json"]
+  # Present with the right checksum: not fetched again.
+  messages = []
+  dl.download("plain", to, log=messages.append)
+  assert "checksum ok" in messages[0]
+
+
+def test_checksum_mismatch_deletes(tmp_path, local_sources):
+  to = tmp_path / "out"
+  with pytest.raises(dl.DownloadError, match="sha256 checksum mismatch"):
+    dl.download("bad", to, log=None)
+  with pytest.raises(dl.DownloadError, match="md5 checksum mismatch"):
+    dl.download("badzip", to, log=None)
+  assert list(to.iterdir()) == []
+
+
+def test_no_network_is_one_line(tmp_path, monkeypatch, capsys):
+  def offline(*args, **kwargs):
+    raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+  monkeypatch.setattr(dl.urllib.request, "urlopen", offline)
+  with pytest.raises(dl.DownloadError, match="is unreachable .*no network"):
+    dl.download("ml-100k", tmp_path / "x", log=None)
+  import argparse
+  parser = argparse.ArgumentParser(prog="metarec")
+  add_data_commands(parser.add_subparsers(dest="command"))
+  args = parser.parse_args(["data", "download", "melu-ml1m", "--to", str(tmp_path / "y")])
+  assert args.func(args) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("metarec: error: cannot download melu-ml1m") and "\n" not in err
+  assert not any((tmp_path / "y").iterdir())
+
+
+def test_sources_have_checksums():
+  for name, remotes in dl.SOURCES.items():
+    for r in remotes:
+      assert r.md5 or r.sha256, name
+      assert r.url.startswith("https://")
