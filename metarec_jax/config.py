@@ -53,7 +53,6 @@ def default_config() -> ml_collections.ConfigDict:
                                      # user and scenario (most: max_ratings; there 0 means 100)
   c.data.new_item_year = 0           # temporal: items released in or after it are new (0: 1998 ML-1M, 1997 ML-100K)
   c.data.new_user_quantile = 0.8     # temporal: users whose first rating is after this quantile are new
-  c.data.use_id_fields = False       # add user_id / item_id embedding fields
   c.data.bad_rows = "error"          # out-of-scale ratings, unknown ids: error | drop (always reported)
   c.data.duplicates = "last"         # repeated (user, item) pairs: last | first | mean | error (reported)
   c.data.rating_scale = ()           # recbole: (min, max) of valid ratings; empty: the observed range
@@ -69,6 +68,13 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.item_mlp = ()
   c.model.head = "mlp"               # mlp | relation | dot
   c.model.head_hidden = (64, 64)
+  c.model.item_id = False            # item-id embedding (training items only; others share id 0)
+  c.model.user_id = False            # user-id embedding (training users only)
+  c.model.item_stats = False         # dense item input: shrunk training mean and log count
+  c.model.support_vector = False     # FISM-like user vector from the support set (leave-one-out)
+  c.model.residual = False           # predict the residual over item mean + support user bias
+  c.model.bias_reg = 5.0             # shrinkage of the support user bias (residual models)
+  c.model.item_mean_reg = 5.0        # shrinkage of item means toward the global mean
 
   c.meta = ml_collections.ConfigDict()
   c.meta.learner = "maml"            # learner used by a method named after no learner
@@ -87,6 +93,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.log_every = 50
   c.train.eval_every = 100           # validation MAE; the best step's params are kept
   c.train.checkpoint_every = 250
+  c.train.item_cold_share = 0.0      # per batch, hide ids/stats of this share of items (item-cold simulation)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.metrics = METRICS

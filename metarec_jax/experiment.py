@@ -25,9 +25,10 @@ import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 from metarec_jax import config as cfg_lib
-from metarec_jax.data.interactions import Dataset
-from metarec_jax.data.splits import ScenarioSplit, make_split
 from metarec_jax.data import registry
+from metarec_jax.data.derived import derived_columns, hide_items
+from metarec_jax.data.interactions import Dataset, Interactions
+from metarec_jax.data.splits import ScenarioSplit, make_split
 from metarec_jax.data.tasks import Features, TaskSet, build_taskset, features_from_tables, split_tasks
 from metarec_jax.eval.baselines import RatingStats, predict_global_mean, predict_item_mean_user_bias
 from metarec_jax.eval.evaluate import make_adapted_predictor, predict_in_chunks, score
@@ -91,7 +92,10 @@ def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None =
   d = config.data
   data = data if data is not None else load_dataset(d)
   split = make_split(data, d.protocol, seed, valid_share=d.valid_share, warm_test_share=d.warm_test_share)
+  u_cols, _, i_cols, _, _ = derived_columns(split.train, data.num_users, data.num_items, config.model.item_mean_reg)
   features = features_from_tables(data.users, data.items)
+  features = features.replace(user={**features.user, **{k: jnp.asarray(v) for k, v in u_cols.items()}},
+                              item={**features.item, **{k: jnp.asarray(v) for k, v in i_cols.items()}})
   # One padded length for every role: one compile of each jitted function.
   roles = [split.train, split.valid, *split.tests.values()]
   counts = np.concatenate([np.bincount(r.user) for r in roles if len(r)])
@@ -112,13 +116,31 @@ def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None =
 
 
 def build_model(config: ml_collections.ConfigDict, data: Dataset, offset: float) -> RecModel:
-  """The recommender named by ``config.model`` over the data set's fields."""
+  """The recommender named by ``config.model`` over the data set's fields.
+
+  ``model.item_id``, ``model.user_id`` and ``model.item_stats`` add the
+  derived fields (see `data.derived`) to the chosen side-feature fields.
+  """
   m = config.model
   users = data.users.select(m.user_fields) if m.user_fields else data.users
   items = data.items.select(m.item_fields) if m.item_fields else data.items
-  return RecModel(user_specs=users.specs, item_specs=items.specs, embed_dim=m.embed_dim,
+  _, u_specs, _, i_specs, _ = derived_columns(_EMPTY, 1, 1)
+  user_specs = list(users.specs)
+  item_specs = list(items.specs)
+  by_name = {s.name: s for s in u_specs + i_specs}
+  if m.user_id:
+    user_specs.append(dataclasses.replace(by_name["user_id"], vocab_size=data.num_users + 1))
+  if m.item_id:
+    item_specs.append(dataclasses.replace(by_name["item_id"], vocab_size=data.num_items + 1))
+  if m.item_stats:
+    item_specs.append(by_name["item_stats"])
+  return RecModel(user_specs=tuple(user_specs), item_specs=tuple(item_specs), embed_dim=m.embed_dim,
                   user_mlp=tuple(m.user_mlp), item_mlp=tuple(m.item_mlp), head=m.head,
-                  head_hidden=tuple(m.head_hidden), offset=offset)
+                  head_hidden=tuple(m.head_hidden), offset=0.0 if m.residual else offset,
+                  support_vector=m.support_vector)
+
+
+_EMPTY = Interactions(np.zeros(1, np.int32), np.zeros(1, np.int32), np.ones(1, np.float32))
 
 
 def spec_of(mc: ml_collections.ConfigDict) -> LearnerSpec:
@@ -141,6 +163,7 @@ class TrainOutcome:
   best_step: int
   spec: LearnerSpec
   model: RecModel
+  predict: Callable    # predict(params, features, user, items, support=None, loo=False)
   predictor: Callable  # jitted (meta, features, batch, inner_lr) -> query predictions
 
 
@@ -192,16 +215,20 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
   spec = spec_of(config)
   offset = prep.stats.mean
   model = build_model(config, prep.data, offset)
-  predict = make_predict(model)
+  predict = make_predict(model, residual=config.model.residual, bias_reg=config.model.bias_reg)
   key = method_key(seed, name)
   k_init, k_run = jax.random.split(key)
   params = init_meta_params(spec, init_params(model, prep.features, k_init))
   optimizer = make_optimizer(config.optimizer.name, config.optimizer.lr, config.optimizer.clip_norm,
                              config.optimizer.weight_decay)
   state = init_state(params, optimizer, k_run)
+  augment = None
+  if t.item_cold_share > 0:
+    share, mu = float(t.item_cold_share), float(prep.stats.mean)
+    augment = lambda key, features: hide_items(features, key, share, mu)
   step_fn = make_meta_train_step(spec, predict, optimizer, tasks_per_batch=t.tasks_per_batch,
                                  query_size=config.data.query_size, support_size=prep.support_size,
-                                 tasks_per_chunk=config.meta.tasks_per_chunk)
+                                 tasks_per_chunk=config.meta.tasks_per_chunk, augment=augment)
   predictor = make_adapted_predictor(spec, predict)
   scale = prep.data.rating_scale
   chunk = config.eval.tasks_per_chunk
@@ -275,7 +302,7 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
   bar.close()
   if manager is not None:
     manager.close()
-  return TrainOutcome(best, best_val, best_step, spec, model, predictor)
+  return TrainOutcome(best, best_val, best_step, spec, model, predict, predictor)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -302,7 +329,7 @@ def _tune_finetune(pooled: TrainOutcome, prep: Prepared, config) -> tuple[TrainO
   tried = {}
   for steps in config.eval.finetune_steps:
     spec = learner_spec("maml", inner_lr=0.0, inner_steps=steps, adapt=config.meta.adapt or "all")
-    predictor = make_adapted_predictor(spec, make_predict(pooled.model))
+    predictor = make_adapted_predictor(spec, pooled.predict)
     for lr in config.eval.finetune_lrs:
       try:
         val = _validation_mae(predictor, pooled.params, prep, config.eval.tasks_per_chunk, lr,

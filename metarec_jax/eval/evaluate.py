@@ -33,7 +33,8 @@ def make_adapted_predictor(spec: LearnerSpec, predict: PredictFn) -> Callable:
   def one(meta, features, task: TaskBatch, inner_lr):
     params, _ = adapt_task(spec, predict, meta, features, task.user, task.support_items,
                            task.support_ratings, task.support_mask, inner_lr=inner_lr)
-    return predict(params, features, task.user, task.query_items)
+    return predict(params, features, task.user, task.query_items,
+                   (task.support_items, task.support_ratings, task.support_mask))
 
   @jax.jit
   def fn(meta: MetaParams, features: Features, batch: TaskBatch, inner_lr):

@@ -63,9 +63,14 @@ def masked_mse(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array
   return jnp.sum(m * (pred - target) ** 2) / jnp.maximum(jnp.sum(m), 1.0)
 
 
-def set_loss(predict: PredictFn, params: Params, features: Features, user, items, ratings, mask):
-  """Masked MSE of one task's predictions on one set of its ratings."""
-  return masked_mse(predict(params, features, user, items), ratings, mask)
+def set_loss(predict: PredictFn, params: Params, features: Features, user, items, ratings, mask,
+             support=None, loo: bool = False):
+  """Masked MSE of one task's predictions on one set of its ratings.
+
+  ``support`` is the set the model may condition on; ``loo`` says it is the
+  scored set itself (each rating is then left out of its own prediction).
+  """
+  return masked_mse(predict(params, features, user, items, support, loo), ratings, mask)
 
 
 def adapt(predict: PredictFn, adapted: Flat, frozen: Flat, features: Features, user: jax.Array,
@@ -93,7 +98,8 @@ def adapt(predict: PredictFn, adapted: Flat, frozen: Flat, features: Features, u
   """
 
   def loss_fn(fast):
-    return set_loss(predict, merge(fast, frozen), features, user, items, ratings, mask)
+    return set_loss(predict, merge(fast, frozen), features, user, items, ratings, mask,
+                    support=(items, ratings, mask), loo=True)
 
   def step(fast, _):
     loss, grads = jax.value_and_grad(loss_fn)(fast)

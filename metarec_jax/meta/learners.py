@@ -138,14 +138,15 @@ def task_loss(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, features:
   """
   if spec.kind == "pooled":
     items, ratings, mask = merge_support_query(task)
-    loss = set_loss(predict, meta["model"], features, task.user, items, ratings, mask)
+    loss = set_loss(predict, meta["model"], features, task.user, items, ratings, mask,
+                    support=(items, ratings, mask), loo=True)
     return loss, {"support_loss": loss}
   if spec.kind != "maml":
     raise ValueError(f"task_loss is for maml and pooled learners, not {spec.kind!r}")
   params, support_losses = adapt_task(spec, predict, meta, features, task.user, task.support_items,
                                       task.support_ratings, task.support_mask)
   loss = set_loss(predict, params, features, task.user, task.query_items, task.query_ratings,
-                  task.query_mask)
+                  task.query_mask, support=(task.support_items, task.support_ratings, task.support_mask))
   before = support_losses[0] if spec.inner_steps else loss
   return loss, {"support_loss": before}
 
@@ -158,7 +159,7 @@ def reptile_task(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, featur
   fast, losses = adapt(predict, adapted, frozen, features, task.user, items, ratings, mask,
                        spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.remat)
   before = losses[0] if spec.inner_steps else set_loss(
-      predict, meta["model"], features, task.user, items, ratings, mask)
+      predict, meta["model"], features, task.user, items, ratings, mask, support=(items, ratings, mask), loo=True)
   return fast, before
 
 

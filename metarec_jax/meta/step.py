@@ -61,16 +61,21 @@ def init_state(params: Any, optimizer: optax.GradientTransformation, rng: jax.Ar
 
 def make_meta_train_step(spec: LearnerSpec, predict: PredictFn, optimizer: optax.GradientTransformation,
                          *, tasks_per_batch: int, query_size: int, support_size: int,
-                         tasks_per_chunk: int = 0, jit: bool = True) -> Callable:
+                         tasks_per_chunk: int = 0, augment: Callable | None = None,
+                         jit: bool = True) -> Callable:
   """Builds ``step(state, tasks, features) -> (state, metrics)``.
 
   The batch is drawn inside the step from ``fold_in(state.rng, state.step)``,
   so a run is a pure function of its initial state and a resumed run repeats
-  the same batches. The state argument is donated.
+  the same batches. The state argument is donated. ``augment(key, features)
+  -> features`` (e.g. item-cold simulation) runs inside the step.
   """
 
   def step(state: MetaTrainState, tasks: TaskSet, features: Features):
     key = jax.random.fold_in(state.rng, state.step)
+    if augment is not None:
+      key, k_aug = jax.random.split(key)
+      features = augment(k_aug, features)
     batch = sample_batch(tasks, key, tasks_per_batch, query_size, support_size)
     loss, grads, aux = meta_gradient(spec, predict, state.params, features, batch, tasks_per_chunk)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)

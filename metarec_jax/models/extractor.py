@@ -75,13 +75,23 @@ class Extractor(nn.Module):
   user_mlp: Sequence[int] = ()
   item_mlp: Sequence[int] = ()
 
-  @nn.compact
+  def setup(self):
+    self.user = FieldEmbedding(self.user_specs, self.embed_dim)
+    self.item = FieldEmbedding(self.item_specs, self.embed_dim)
+    if self.user_mlp:
+      self.user_tower = MLP(self.user_mlp)
+    if self.item_mlp:
+      self.item_tower = MLP(self.item_mlp)
+
+  def embed_items(self, item_cols: dict[str, jax.Array]) -> jax.Array:
+    """Item feature vectors ``[..., Di]`` (shared by scored and support items)."""
+    f_i = self.item(item_cols)
+    return self.item_tower(f_i) if self.item_mlp else f_i
+
+  def embed_user(self, user_cols: dict[str, jax.Array]) -> jax.Array:
+    f_u = self.user(user_cols)
+    return self.user_tower(f_u) if self.user_mlp else f_u
+
   def __call__(self, user_cols: dict[str, jax.Array],
                item_cols: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-    f_u = FieldEmbedding(self.user_specs, self.embed_dim, name="user")(user_cols)
-    f_i = FieldEmbedding(self.item_specs, self.embed_dim, name="item")(item_cols)
-    if self.user_mlp:
-      f_u = MLP(self.user_mlp, name="user_mlp")(f_u)
-    if self.item_mlp:
-      f_i = MLP(self.item_mlp, name="item_mlp")(f_i)
-    return f_u, f_i
+    return self.embed_user(user_cols), self.embed_items(item_cols)

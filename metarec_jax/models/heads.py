@@ -1,7 +1,8 @@
 """Heads: from a user feature vector and item feature vectors to scores.
 
-Every head takes ``f_u`` of shape ``[..., Du]`` and ``f_i`` of shape
-``[..., N, Di]`` and returns scores ``[..., N]``. ``offset`` initialises the
+Every head takes ``f_u`` of shape ``[..., Du]`` (or ``[..., N, Du]``, one user
+vector per scored item) and ``f_i`` of shape ``[..., N, Di]`` and returns
+scores ``[..., N]``. ``offset`` initialises the
 global bias (the mean training rating), so training starts from the mean.
 """
 
@@ -14,6 +15,13 @@ import jax
 import jax.numpy as jnp
 
 
+def per_item(f_u: jax.Array, f_i: jax.Array) -> jax.Array:
+  """Broadcasts a user vector ``[..., Du]`` to ``[..., N, Du]`` (no-op if already per item)."""
+  if f_u.ndim == f_i.ndim:
+    return f_u
+  return jnp.broadcast_to(f_u[..., None, :], f_i.shape[:-1] + f_u.shape[-1:])
+
+
 class MLPHead(nn.Module):
   """MeLU's decision layers: concat(f_u, f_i) -> ReLU layers -> 1."""
 
@@ -22,7 +30,7 @@ class MLPHead(nn.Module):
 
   @nn.compact
   def __call__(self, f_u: jax.Array, f_i: jax.Array) -> jax.Array:
-    f_u = jnp.broadcast_to(f_u[..., None, :], f_i.shape[:-1] + f_u.shape[-1:])
+    f_u = per_item(f_u, f_i)
     x = jnp.concatenate([f_u, f_i], axis=-1)
     for i, size in enumerate(self.hidden):
       x = nn.relu(nn.Dense(size, name=f"dense_{i}")(x))
@@ -49,9 +57,9 @@ class RelationHead(nn.Module):
     w_u = self.param("w_user", nn.initializers.zeros, (d_u,))
     w_i = self.param("w_item", nn.initializers.zeros, (d_i,))
     mu = self.param("mu", nn.initializers.constant(self.offset), ())
-    u_r = f_u @ r  # [..., Di]
-    bilinear = jnp.einsum("...d,...nd->...n", u_r, f_i)
-    return bilinear + (f_u @ w_u)[..., None] + f_i @ w_i + mu
+    f_u = per_item(f_u, f_i)
+    bilinear = jnp.sum((f_u @ r) * f_i, axis=-1)
+    return bilinear + f_u @ w_u + f_i @ w_i + mu
 
 
 class DotHead(nn.Module):
@@ -69,5 +77,6 @@ class DotHead(nn.Module):
     w_u = self.param("w_user", nn.initializers.zeros, (d,))
     w_i = self.param("w_item", nn.initializers.zeros, (d,))
     mu = self.param("mu", nn.initializers.constant(self.offset), ())
-    dot = jnp.einsum("...d,...nd->...n", f_u, f_i) / jnp.sqrt(d)
-    return dot + (f_u @ w_u)[..., None] + f_i @ w_i + mu
+    f_u = per_item(f_u, f_i)
+    dot = jnp.sum(f_u * f_i, axis=-1) / jnp.sqrt(d)
+    return dot + f_u @ w_u + f_i @ w_i + mu

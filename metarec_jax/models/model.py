@@ -9,18 +9,24 @@ import jax
 import jax.numpy as jnp
 
 from metarec_jax.data.interactions import FieldSpec
+from metarec_jax.data.derived import ITEM_MEAN
 from metarec_jax.data.tasks import Features
 from metarec_jax.models.extractor import Extractor
-from metarec_jax.models.heads import DotHead, MLPHead, RelationHead
+from metarec_jax.models.heads import DotHead, MLPHead, RelationHead, per_item
 
 Params = Any
-PredictFn = Callable[[Params, Features, jax.Array, jax.Array], jax.Array]
+PredictFn = Callable[..., jax.Array]  # (params, features, user, items, support=None, loo=False)
 
 HEADS = ("mlp", "relation", "dot")
 
 
 class RecModel(nn.Module):
   """Scores items for a user: ``head(extractor(user fields, item fields))``.
+
+  Optionally the user side also gets a support-set vector (``support_vector``):
+  the mean of the support items' feature vectors weighted by their residual
+  ratings (FISM-like, amortised), computed leave-one-out when the scored items
+  are the support items themselves, so a support rating never predicts itself.
 
   Attributes:
     user_specs: user fields fed to the extractor.
@@ -30,7 +36,8 @@ class RecModel(nn.Module):
     item_mlp: item tower MLP sizes.
     head: ``mlp``, ``relation`` or ``dot``.
     head_hidden: hidden sizes of the MLP head.
-    offset: initial global bias (mean training rating).
+    offset: initial global bias (mean training rating; 0 for residual models).
+    support_vector: add the support-set user vector to the user features.
   """
 
   user_specs: Sequence[FieldSpec]
@@ -41,11 +48,37 @@ class RecModel(nn.Module):
   head: str = "mlp"
   head_hidden: Sequence[int] = (64, 64)
   offset: float = 0.0
+  support_vector: bool = False
 
   @nn.compact
-  def __call__(self, user_cols: dict[str, jax.Array], item_cols: dict[str, jax.Array]) -> jax.Array:
-    f_u, f_i = Extractor(self.user_specs, self.item_specs, self.embed_dim, self.user_mlp,
-                         self.item_mlp, name="extractor")(user_cols, item_cols)
+  def __call__(self, user_cols: dict[str, jax.Array], item_cols: dict[str, jax.Array],
+               support: tuple | None = None, loo: bool = False) -> jax.Array:
+    """Scores ``[..., N]``.
+
+    Args:
+      user_cols: one user's fields.
+      item_cols: fields of the N scored items.
+      support: ``(support item fields, residual ratings [S], mask [S])``, used
+        when ``support_vector`` is on.
+      loo: the scored items are the support items, position for position.
+    """
+    extractor = Extractor(self.user_specs, self.item_specs, self.embed_dim, self.user_mlp, self.item_mlp,
+                          name="extractor")
+    f_u = extractor.embed_user(user_cols)
+    f_i = extractor.embed_items(item_cols)
+    if self.support_vector:
+      if support is None:
+        raise ValueError("support_vector needs the support set: pass support=(fields, residuals, mask)")
+      s_cols, s_resid, s_mask = support
+      f_s = extractor.embed_items(s_cols)  # [S, Di]
+      w = (s_resid * s_mask)[..., None]
+      total = jnp.sum(w * f_s, axis=-2)
+      n = jnp.sum(s_mask)
+      if loo:
+        vec = (total[..., None, :] - w * f_s) / jnp.maximum(n - 1.0, 1.0)
+        f_u = jnp.concatenate([per_item(f_u, vec), vec], axis=-1)
+      else:
+        f_u = jnp.concatenate([f_u, total / jnp.maximum(n, 1.0)], axis=-1)
     if self.head == "mlp":
       head = MLPHead(self.head_hidden, self.offset, name="head")
     elif self.head == "relation":
@@ -57,18 +90,48 @@ class RecModel(nn.Module):
     return head(f_u, f_i)
 
 
-def make_predict(model: RecModel) -> PredictFn:
-  """Returns ``predict(params, features, user, items) -> scores``.
+def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5.0) -> PredictFn:
+  """Returns ``predict(params, features, user, items, support=None, loo=False) -> scores``.
 
   ``user`` is one user id (a scalar) and ``items`` an id array ``[N]``; the
   feature columns are gathered from the device-resident tables inside the
   traced function, so no per-example tensor is ever built on the host.
-  """
+  ``support`` is the task's support set ``(items [S], ratings [S], mask [S])``;
+  ``loo`` says the scored items are those support items, position for position.
 
-  def predict(params: Params, features: Features, user: jax.Array, items: jax.Array) -> jax.Array:
+  With ``residual`` the model predicts the residual over the item-mean +
+  user-bias baseline: the score adds ``m_i + b_u`` with ``m_i`` the shrunk
+  training mean of the item (feature column ``_item_mean``) and ``b_u`` the
+  user's mean support residual shrunk by ``bias_reg`` (leave-one-out on the
+  support items).
+  """
+  uses_support = residual or model.support_vector
+
+  def predict(params: Params, features: Features, user: jax.Array, items: jax.Array,
+              support: tuple | None = None, loo: bool = False) -> jax.Array:
     user_cols = {k: features.user[k][user] for k in (s.name for s in model.user_specs)}
     item_cols = {k: features.item[k][items] for k in (s.name for s in model.item_specs)}
-    return model.apply({"params": params}, user_cols, item_cols)
+    if not uses_support:
+      return model.apply({"params": params}, user_cols, item_cols)
+    if support is None:  # no ratings known: an empty support set
+      support = (jnp.zeros((1,), jnp.int32), jnp.zeros((1,)), jnp.zeros((1,), bool))
+    s_items, s_ratings, s_mask = support
+    mask = s_mask.astype(jnp.float32)
+    if ITEM_MEAN in features.item:
+      means = features.item[ITEM_MEAN]
+      s_resid = (s_ratings - means[s_items]) * mask
+    else:
+      means = None
+      s_resid = (s_ratings - model.offset) * mask
+    s_cols = {k: features.item[k][s_items] for k in (s.name for s in model.item_specs)}
+    out = model.apply({"params": params}, user_cols, item_cols, support=(s_cols, s_resid, mask), loo=loo)
+    if residual:
+      if means is None:
+        raise ValueError(f"residual models need the item-mean feature column {ITEM_MEAN!r}")
+      total, n = jnp.sum(s_resid), jnp.sum(mask)
+      bias = (total - s_resid) / (n - mask + bias_reg) if loo else total / (n + bias_reg)
+      out = out + means[items] + bias
+    return out
 
   return predict
 
@@ -76,5 +139,9 @@ def make_predict(model: RecModel) -> PredictFn:
 def init_params(model: RecModel, features: Features, key: jax.Array) -> Params:
   """Initialises the model's params on one dummy (user, 2 items) example."""
   user_cols = {s.name: features.user[s.name][0] for s in model.user_specs}
-  item_cols = {s.name: features.item[s.name][jnp.zeros((2,), jnp.int32)] for s in model.item_specs}
-  return jax.jit(model.init)(key, user_cols, item_cols)["params"]
+  idx = jnp.zeros((2,), jnp.int32)
+  item_cols = {s.name: features.item[s.name][idx] for s in model.item_specs}
+  support = None
+  if model.support_vector:
+    support = (item_cols, jnp.zeros((2,)), jnp.ones((2,)))
+  return jax.jit(lambda k: model.init(k, user_cols, item_cols, support))(key)["params"]
