@@ -45,7 +45,7 @@ import numpy as np
 from metarec_jax.data.checks import Reporter, clean_ratings
 from metarec_jax.data.interactions import Dataset, FeatureTable, Interactions
 from metarec_jax.data.parsing import DataError, check_unique_ids, lookup, read_table, read_text, require
-from metarec_jax.data.vocab import Encoded, categorical, id_field, multi_hot
+from metarec_jax.data.vocab import Encoded, categorical, multi_hot
 
 DOWNLOAD = "melu-ml1m"
 RATING_SCALE = (1.0, 5.0)
@@ -233,13 +233,11 @@ def _numbers(values: list, dtype, path: pathlib.Path, where, field: str) -> np.n
   raise DataError(f"{path}: field '{field}' could not be read as numbers")
 
 
-def load_melu(path: str | pathlib.Path, *, use_id_fields: bool = False, bad_rows: str = "error",
-              duplicates: str = "last") -> Dataset:
+def load_melu(path: str | pathlib.Path, *, bad_rows: str = "error", duplicates: str = "last") -> Dataset:
   """Loads MeLU's ML-1M release as a `Dataset` with its four scenarios.
 
   Args:
     path: the release folder.
-    use_id_fields: add ``user_id`` / ``item_id`` embedding fields.
     bad_rows: ``"error"`` or ``"drop"`` for out-of-scale ratings and ids the
       feature tables lack (see `checks`).
     duplicates: how repeated (user, movie) pairs are resolved (see `checks`).
@@ -257,9 +255,6 @@ def load_melu(path: str | pathlib.Path, *, use_id_fields: bool = False, bad_rows
   reporter = Reporter(bad_rows)
   user_raw, user_fields = read_users(directory, reporter)
   item_raw, item_fields, item_year = read_items(directory, reporter)
-  if use_id_fields:
-    user_fields.append(id_field("user_id", len(user_raw)))
-    item_fields.append(id_field("item_id", len(item_raw)))
   scenarios = {}
   for scenario, stem in STATE_FILES.items():
     raw_u, raw_i, rating = read_state(directory, stem)

@@ -13,7 +13,6 @@ Fields, named as for MeLU's release: user ``gender``, ``age``, ``occupation``,
 (release year). ML-100K ages are grouped into ML-1M's age groups (under 18,
 18-24, 25-34, 35-44, 45-49, 50-55, 56+; labels "1", "18", ..., "56") so that
 both data sets share one vocabulary; ML-100K's "unknown" genre is no genre.
-Optional ``user_id`` / ``item_id`` fields embed the ids themselves.
 
 Ratings must lie in 1..5; timestamps are kept (the ``temporal`` protocol uses
 them). Repeated (user, item) pairs are resolved by ``data.duplicates`` (see
@@ -30,7 +29,7 @@ from metarec_jax.data.checks import Reporter, clean_ratings
 from metarec_jax.data.interactions import Dataset, FeatureTable, Interactions
 from metarec_jax.data.parsing import (DataError, MissingDataFile, Table, check_unique_ids, lookup,
                                       read_table, read_text, require)
-from metarec_jax.data.vocab import Encoded, categorical, flags_to_multi, id_field, multi_hot
+from metarec_jax.data.vocab import Encoded, categorical, flags_to_multi, multi_hot
 
 RATING_SCALE = (1.0, 5.0)
 AGE_GROUPS = ("1", "18", "25", "35", "45", "50", "56")   # ML-1M's age codes
@@ -89,10 +88,7 @@ def _ratings(table: Table, user_raw: np.ndarray, item_raw: np.ndarray, user_file
 
 def _dataset(name: str, directory: pathlib.Path, interactions: Interactions, user_raw: np.ndarray,
              user_fields: list[Encoded], item_raw: np.ndarray, item_fields: list[Encoded],
-             item_year: np.ndarray, use_id_fields: bool, reporter: Reporter) -> Dataset:
-  if use_id_fields:
-    user_fields.append(id_field("user_id", len(user_raw)))
-    item_fields.append(id_field("item_id", len(item_raw)))
+             item_year: np.ndarray, reporter: Reporter) -> Dataset:
   return Dataset(
       name=name,
       interactions=interactions,
@@ -108,13 +104,11 @@ def _dataset(name: str, directory: pathlib.Path, interactions: Interactions, use
   )
 
 
-def load_ml100k(path: str | pathlib.Path, *, use_id_fields: bool = False, bad_rows: str = "error",
-                duplicates: str = "last") -> Dataset:
+def load_ml100k(path: str | pathlib.Path, *, bad_rows: str = "error", duplicates: str = "last") -> Dataset:
   """Reads MovieLens 100K.
 
   Args:
     path: the folder with ``u.data``, ``u.user``, ``u.item``, ``u.genre``, ``u.occupation``.
-    use_id_fields: add ``user_id`` / ``item_id`` embedding fields.
     bad_rows: ``"error"`` or ``"drop"`` (see `checks`).
     duplicates: rule for repeated (user, item) pairs (see `checks`).
 
@@ -154,16 +148,14 @@ def load_ml100k(path: str | pathlib.Path, *, use_id_fields: bool = False, bad_ro
                     encoding="latin-1")
   inter = _ratings(data, user_raw, item_raw, "u.user", "u.item", reporter, duplicates)
   return _dataset("ml-100k", d, inter, user_raw, user_fields, item_raw, item_fields, item_year,
-                  use_id_fields, reporter)
+                  reporter)
 
 
-def load_ml1m(path: str | pathlib.Path, *, use_id_fields: bool = False, bad_rows: str = "error",
-              duplicates: str = "last") -> Dataset:
+def load_ml1m(path: str | pathlib.Path, *, bad_rows: str = "error", duplicates: str = "last") -> Dataset:
   """Reads MovieLens 1M.
 
   Args:
     path: the folder with ``ratings.dat``, ``users.dat``, ``movies.dat``.
-    use_id_fields: add ``user_id`` / ``item_id`` embedding fields.
     bad_rows: ``"error"`` or ``"drop"`` (see `checks`).
     duplicates: rule for repeated (user, item) pairs (see `checks`).
 
@@ -196,7 +188,7 @@ def load_ml1m(path: str | pathlib.Path, *, use_id_fields: bool = False, bad_rows
                        encoding="latin-1")
   inter = _ratings(ratings, user_raw, item_raw, "users.dat", "movies.dat", reporter, duplicates)
   return _dataset("ml-1m", d, inter, user_raw, user_fields, item_raw, item_fields, item_year,
-                  use_id_fields, reporter)
+                  reporter)
 
 
 def load_movielens(path: str | pathlib.Path, **options) -> Dataset:

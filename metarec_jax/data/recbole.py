@@ -9,8 +9,9 @@ the ``.inter`` file's name.
 * In ``.user`` / ``.item`` every ``token`` field becomes a categorical
   feature, every ``token_seq`` (space-separated) a multi-hot one, every
   ``float`` / ``float_seq`` a dense one (standardised; missing = the mean),
-  unless ``fields`` names the ones to read. A missing ``.user`` or ``.item``
-  file means that side has only an id field (``user_id`` / ``item_id``).
+  unless ``fields`` names the ones to read. A side without features (no
+  ``.user`` / ``.item`` file, or no fields in it) gets one constant field
+  (``user_constant`` / ``item_constant``): no side information.
 * An item field named ``release_year`` or ``year`` with 4-digit values also
   gives ``Dataset.item_year`` (for the ``temporal`` protocol).
 
@@ -29,7 +30,7 @@ from metarec_jax.data.checks import Reporter, clean_ratings
 from metarec_jax.data.interactions import Dataset, FeatureTable, Interactions
 from metarec_jax.data.parsing import (DataError, MissingDataFile, Table, check_unique_ids, lookup,
                                       read_table, split_lists)
-from metarec_jax.data.vocab import Encoded, categorical, dense, id_field, multi_hot
+from metarec_jax.data.vocab import Encoded, categorical, constant_field, dense, multi_hot
 
 TYPES = ("token", "token_seq", "float", "float_seq")
 USER_ID, ITEM_ID, RATING, TIMESTAMP = "user_id", "item_id", "rating", "timestamp"
@@ -109,7 +110,7 @@ def encode_fields(table: Table, types: dict[str, str], id_name: str,
   """
   available = [n for n in table.names if n != id_name]
   if fields:
-    unknown = [f for f in fields if f not in available and f not in (USER_ID, ITEM_ID)]
+    unknown = [f for f in fields if f not in available]
     if unknown:
       raise DataError(f"{table.path}: no field(s) {unknown}; the file has {available} "
                       "(check model.user_fields / model.item_fields)")
@@ -134,8 +135,8 @@ def _side(directory: pathlib.Path, name: str, suffix: str, id_name: str, inter_i
   path = directory / f"{name}.{suffix}"
   if not path.is_file():
     keys = np.unique(inter_ids)
-    reporter.note(f"{path.name} not found: {id_name.split('_')[0]}s have only an id field ({id_name})")
-    return keys, [id_field(id_name, len(keys))], None
+    reporter.note(f"{path.name} not found: {id_name.split('_')[0]}s have no features")
+    return keys, [], None
   table, types = read_atomic(path)
   if id_name not in types:
     raise DataError(f"{path}, line 1: no {id_name} field (the header has {list(types)})")
@@ -144,14 +145,12 @@ def _side(directory: pathlib.Path, name: str, suffix: str, id_name: str, inter_i
   return keys, encode_fields(table, types, id_name, fields), table
 
 
-def load_recbole(path: str | pathlib.Path, *, use_id_fields: bool = False, bad_rows: str = "error",
-                 duplicates: str = "last", rating_scale: Sequence[float] = (),
-                 user_fields: Sequence[str] = (), item_fields: Sequence[str] = ()) -> Dataset:
+def load_recbole(path: str | pathlib.Path, *, bad_rows: str = "error", duplicates: str = "last",
+                 rating_scale: Sequence[float] = (), user_fields: Sequence[str] = (), item_fields: Sequence[str] = ()) -> Dataset:
   """Reads a RecBole atomic data set.
 
   Args:
     path: the folder with ``NAME.inter`` (and ``NAME.user``, ``NAME.item``).
-    use_id_fields: add ``user_id`` / ``item_id`` embedding fields.
     bad_rows: ``"error"`` or ``"drop"`` (see `checks`).
     duplicates: rule for repeated (user, item) pairs (see `checks`).
     rating_scale: ``(min, max)`` of valid ratings; empty: the observed range.
@@ -175,14 +174,8 @@ def load_recbole(path: str | pathlib.Path, *, use_id_fields: bool = False, bad_r
   ts = (np.round(inter_table.floats(TIMESTAMP)).astype(np.int64) if TIMESTAMP in types else None)
   user_keys, u_fields, _ = _side(directory, name, "user", USER_ID, raw_u, user_fields, reporter)
   item_keys, i_fields, item_table = _side(directory, name, "item", ITEM_ID, raw_i, item_fields, reporter)
-  if (use_id_fields or USER_ID in user_fields) and not any(f.spec.name == USER_ID for f in u_fields):
-    u_fields.append(id_field(USER_ID, len(user_keys)))
-  if (use_id_fields or ITEM_ID in item_fields) and not any(f.spec.name == ITEM_ID for f in i_fields):
-    i_fields.append(id_field(ITEM_ID, len(item_keys)))
-  if not u_fields:
-    u_fields = [id_field(USER_ID, len(user_keys))]
-  if not i_fields:
-    i_fields = [id_field(ITEM_ID, len(item_keys))]
+  u_fields = u_fields or [constant_field("user_constant", len(user_keys))]
+  i_fields = i_fields or [constant_field("item_constant", len(item_keys))]
   scale = tuple(float(x) for x in rating_scale) if len(rating_scale) else None
   if scale is not None and len(scale) != 2:
     raise ValueError(f"data.rating_scale must be (min, max), got {rating_scale}")

@@ -28,9 +28,7 @@ Loader = Callable[[ml_collections.ConfigDict], Dataset]
 
 def reader_options(data_cfg: ml_collections.ConfigDict) -> dict:
   """The reader keyword arguments every real-data loader takes."""
-  return dict(use_id_fields=bool(data_cfg.get("use_id_fields", False)),
-              bad_rows=data_cfg.get("bad_rows", "error"),
-              duplicates=data_cfg.get("duplicates", "last"))
+  return dict(bad_rows=data_cfg.get("bad_rows", "error"), duplicates=data_cfg.get("duplicates", "last"))
 
 
 def split_options(data_cfg: ml_collections.ConfigDict, defaults: dict) -> dict:

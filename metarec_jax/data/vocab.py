@@ -154,6 +154,6 @@ def dense(name: str, values: np.ndarray) -> Encoded:
   return Encoded(spec, z)
 
 
-def id_field(name: str, n: int) -> Encoded:
-  """An id embedding field: row ``r`` gets id ``r + 1``."""
-  return Encoded(FieldSpec(name, "categorical", vocab_size=n + 1), np.arange(1, n + 1, dtype=np.int32))
+def constant_field(name: str, n: int) -> Encoded:
+  """One categorical field with the same id for every row: "no side information"."""
+  return Encoded(FieldSpec(name, "categorical", vocab_size=2), np.ones(n, np.int32))

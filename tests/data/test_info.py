@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from metarec_jax.data.info import add_data_commands, dataset_info, detect_format
+from metarec_jax.data.info import add_data_commands, detect_format
 from metarec_jax.data.parsing import MissingDataFile
 from tests.conftest import data_dir
 from tests.data.tiny_files import write_melu, write_ml100k, write_recbole

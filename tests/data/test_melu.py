@@ -6,7 +6,6 @@ import json
 import re
 import warnings
 
-import numpy as np
 import pytest
 
 from metarec_jax.data import melu

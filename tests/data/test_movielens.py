@@ -43,12 +43,6 @@ def test_ml100k_tables_and_ratings(tmp_path):
   assert data.split_options["new_item_year"] == 1997
 
 
-def test_ml100k_id_fields(tmp_path):
-  data = movielens.load_movielens(write_ml100k(tmp_path / "ml"), use_id_fields=True)
-  assert data.users.columns["user_id"].tolist() == [1, 2, 3, 4]
-  assert data.items.specs[-1].name == "item_id" and data.items.specs[-1].vocab_size == 6
-
-
 def test_ml1m_tables(tmp_path):
   data = movielens.load_movielens(write_ml1m(tmp_path / "ml"))
   assert data.name == "ml-1m"

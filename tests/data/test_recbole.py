@@ -35,23 +35,21 @@ def test_fields_by_type(tmp_path):
   assert data.user_raw_ids.tolist() == ["u1", "u2", "u3", "u4"]
 
 
-def test_field_selection_and_id_fields(tmp_path):
+def test_field_selection(tmp_path):
   d = write_recbole(tmp_path / "rb")
-  data = recbole.load_recbole(d, user_fields=("gender",), item_fields=("class", "item_id"))
+  data = recbole.load_recbole(d, user_fields=("gender",), item_fields=("class", "release_year"))
   assert [s.name for s in data.users.specs] == ["gender"]
-  assert [s.name for s in data.items.specs] == ["class", "item_id"]
+  assert [s.name for s in data.items.specs] == ["release_year", "class"]  # file order
   with pytest.raises(DataError, match=r"tiny\.user: no field\(s\) \['job'\]"):
     recbole.load_recbole(d, user_fields=("job",))
-  data = recbole.load_recbole(d, use_id_fields=True)
-  assert data.users.specs[-1].name == "user_id" and data.items.specs[-1].name == "item_id"
 
 
-def test_missing_side_file_gives_id_field(tmp_path):
+def test_missing_side_file_gives_a_constant_field(tmp_path):
   d = write_recbole(tmp_path / "rb", user="")
-  with pytest.warns(DataWarning, match=r"tiny\.user not found"):
+  with pytest.warns(DataWarning, match=r"tiny\.user not found: users have no features"):
     data = recbole.load_recbole(d)
-  assert [s.name for s in data.users.specs] == ["user_id"]
-  assert data.num_users == 4
+  assert [s.name for s in data.users.specs] == ["user_constant"]
+  assert data.num_users == 4 and data.users.columns["user_constant"].tolist() == [1, 1, 1, 1]
 
 
 def test_bad_header_and_missing_fields(tmp_path):
