@@ -75,6 +75,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.residual = False           # predict the residual over item mean + support user bias
   c.model.bias_reg = 5.0             # shrinkage of the support user bias (residual models)
   c.model.item_mean_reg = 5.0        # shrinkage of item means toward the global mean
+  c.model.dtype = "float32"          # compute dtype; bfloat16 = mixed precision (params stay float32)
 
   c.meta = ml_collections.ConfigDict()
   c.meta.learner = "maml"            # learner used by a method named after no learner
@@ -93,6 +94,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.log_every = 50
   c.train.eval_every = 100           # validation MAE; the best step's params are kept
   c.train.checkpoint_every = 250
+  c.train.devices = 1                # devices the task batch is sharded over (0: all local devices)
   c.train.item_cold_share = 0.0      # per batch, hide ids/stats of this share of items (item-cold simulation)
 
   c.eval = ml_collections.ConfigDict()
@@ -275,6 +277,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if mc.meta.tasks_per_chunk and mc.train.tasks_per_batch % mc.meta.tasks_per_chunk:
       problems.append(f"method {method}: meta.tasks_per_chunk={mc.meta.tasks_per_chunk} must divide "
                       f"train.tasks_per_batch={mc.train.tasks_per_batch}")
+    if mc.model.dtype not in ("float32", "bfloat16", "float16"):
+      problems.append(f"method {method}: model.dtype must be float32, bfloat16 or float16, got {mc.model.dtype!r}")
+    if mc.train.devices < 0:
+      problems.append(f"method {method}: train.devices must be >= 0, got {mc.train.devices}")
     if mc.model.head not in HEADS:
       problems.append(f"method {method}: model.head {mc.model.head!r} unknown; known: {HEADS}")
   if problems:

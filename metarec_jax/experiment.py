@@ -33,7 +33,8 @@ from metarec_jax.data.tasks import Features, TaskSet, build_taskset, features_fr
 from metarec_jax.eval.baselines import RatingStats, predict_global_mean, predict_item_mean_user_bias
 from metarec_jax.eval.evaluate import make_adapted_predictor, predict_in_chunks, score
 from metarec_jax.meta.learners import LearnerSpec, init_meta_params, learner_spec
-from metarec_jax.meta.step import MetaTrainState, init_state, make_meta_train_step, make_optimizer
+from metarec_jax.meta.step import (MetaTrainState, init_state, make_meta_train_step, make_optimizer, replicate,
+                                   task_mesh)
 from metarec_jax.models.model import RecModel, init_params, make_predict
 
 
@@ -137,7 +138,7 @@ def build_model(config: ml_collections.ConfigDict, data: Dataset, offset: float)
   return RecModel(user_specs=tuple(user_specs), item_specs=tuple(item_specs), embed_dim=m.embed_dim,
                   user_mlp=tuple(m.user_mlp), item_mlp=tuple(m.item_mlp), head=m.head,
                   head_hidden=tuple(m.head_hidden), offset=0.0 if m.residual else offset,
-                  support_vector=m.support_vector)
+                  support_vector=m.support_vector, dtype=jnp.dtype(m.dtype))
 
 
 _EMPTY = Interactions(np.zeros(1, np.int32), np.zeros(1, np.int32), np.ones(1, np.float32))
@@ -226,9 +227,12 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
   if t.item_cold_share > 0:
     share, mu = float(t.item_cold_share), float(prep.stats.mean)
     augment = lambda key, features: hide_items(features, key, share, mu)
+  mesh = None
+  if t.devices != 1 and jax.device_count() > 1:
+    mesh = task_mesh(t.devices)
   step_fn = make_meta_train_step(spec, predict, optimizer, tasks_per_batch=t.tasks_per_batch,
                                  query_size=config.data.query_size, support_size=prep.support_size,
-                                 tasks_per_chunk=config.meta.tasks_per_chunk, augment=augment)
+                                 tasks_per_chunk=config.meta.tasks_per_chunk, augment=augment, mesh=mesh)
   predictor = make_adapted_predictor(spec, predict)
   scale = prep.data.rating_scale
   chunk = config.eval.tasks_per_chunk
@@ -270,6 +274,10 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
       best, best_val, best_step = copy(state.params), val, step
     return val
 
+  train_tasks, train_features = prep.train, prep.features
+  if mesh is not None:
+    state, train_tasks, train_features = (replicate(state, mesh), replicate(prep.train, mesh),
+                                          replicate(prep.features, mesh))
   start = int(state.step)
   if start == 0 and t.steps > 0:
     evaluate_now(0)
@@ -278,7 +286,7 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
   tick, tick_step = time.perf_counter(), start
   val = best_val
   for step in range(start + 1, t.steps + 1):
-    state, metrics = step_fn(state, prep.train, prep.features)
+    state, metrics = step_fn(state, train_tasks, train_features)
     values = {k: float(v) for k, v in metrics.items()}
     bad = [k for k in ("loss", "grad_norm") if not np.isfinite(values[k])]
     if bad:

@@ -7,7 +7,9 @@ from typing import Any, Callable
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from metarec_jax.data.tasks import Features, TaskSet, sample_batch
 from metarec_jax.meta.learners import LearnerSpec, meta_gradient
@@ -42,6 +44,23 @@ def make_optimizer(name: str = "adam", lr: float = 1e-3, clip_norm: float = 0.0,
   return opt
 
 
+TASK_AXIS = "tasks"
+
+
+def task_mesh(num_devices: int = 0) -> Mesh:
+  """A one-axis mesh (``tasks``) over the first ``num_devices`` devices (0: all)."""
+  devices = jax.devices()
+  n = num_devices or len(devices)
+  if n > len(devices):
+    raise ValueError(f"asked for {n} devices, only {len(devices)} present")
+  return Mesh(np.array(devices[:n]), (TASK_AXIS,))
+
+
+def replicate(tree: Any, mesh: Mesh) -> Any:
+  """Copies every leaf of ``tree`` to all devices of ``mesh``."""
+  return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
 def global_norm(tree: Any) -> jax.Array:
   """Euclidean norm of all leaves together."""
   return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
@@ -62,14 +81,21 @@ def init_state(params: Any, optimizer: optax.GradientTransformation, rng: jax.Ar
 def make_meta_train_step(spec: LearnerSpec, predict: PredictFn, optimizer: optax.GradientTransformation,
                          *, tasks_per_batch: int, query_size: int, support_size: int,
                          tasks_per_chunk: int = 0, augment: Callable | None = None,
-                         jit: bool = True) -> Callable:
+                         mesh: jax.sharding.Mesh | None = None, jit: bool = True) -> Callable:
   """Builds ``step(state, tasks, features) -> (state, metrics)``.
 
   The batch is drawn inside the step from ``fold_in(state.rng, state.step)``,
   so a run is a pure function of its initial state and a resumed run repeats
   the same batches. The state argument is donated. ``augment(key, features)
   -> features`` (e.g. item-cold simulation) runs inside the step.
+
+  With a ``mesh`` (one axis, named ``tasks``), the task batch is sharded over
+  its devices and everything else is replicated: data parallelism over tasks.
+  XLA inserts the all-reduce of the mean meta-gradient. Put the state, tasks
+  and features on the mesh with `replicate`; the same code runs on one device.
   """
+  if mesh is not None and tasks_per_batch % mesh.size:
+    raise ValueError(f"tasks_per_batch={tasks_per_batch} must be a multiple of the {mesh.size} devices")
 
   def step(state: MetaTrainState, tasks: TaskSet, features: Features):
     key = jax.random.fold_in(state.rng, state.step)
@@ -77,6 +103,8 @@ def make_meta_train_step(spec: LearnerSpec, predict: PredictFn, optimizer: optax
       key, k_aug = jax.random.split(key)
       features = augment(k_aug, features)
     batch = sample_batch(tasks, key, tasks_per_batch, query_size, support_size)
+    if mesh is not None:
+      batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, PartitionSpec(TASK_AXIS)))
     loss, grads, aux = meta_gradient(spec, predict, state.params, features, batch, tasks_per_chunk)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

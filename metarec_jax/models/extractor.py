@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -24,6 +24,7 @@ class FieldEmbedding(nn.Module):
 
   specs: Sequence[FieldSpec]
   dim: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, columns: dict[str, jax.Array]) -> jax.Array:
@@ -31,13 +32,13 @@ class FieldEmbedding(nn.Module):
     for spec in self.specs:
       x = columns[spec.name]
       if spec.kind == "categorical":
-        parts.append(nn.Embed(spec.vocab_size, self.dim, name=spec.name)(x))
+        parts.append(nn.Embed(spec.vocab_size, self.dim, dtype=self.dtype, name=spec.name)(x))
       elif spec.kind == "multi":
-        vecs = nn.Embed(spec.vocab_size, self.dim, name=spec.name)(x)
+        vecs = nn.Embed(spec.vocab_size, self.dim, dtype=self.dtype, name=spec.name)(x)
         mask = (x > 0)[..., None].astype(vecs.dtype)
         parts.append((vecs * mask).sum(-2) / jnp.maximum(mask.sum(-2), 1.0))
       elif spec.kind == "dense":
-        parts.append(nn.Dense(self.dim, name=spec.name)(x.astype(jnp.float32)))
+        parts.append(nn.Dense(self.dim, dtype=self.dtype, name=spec.name)(x.astype(jnp.float32)))
       else:
         raise ValueError(f"field {spec.name!r}: unknown kind {spec.kind!r}")
     return jnp.concatenate(parts, axis=-1)
@@ -48,11 +49,12 @@ class MLP(nn.Module):
 
   sizes: Sequence[int]
   final_activation: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     for i, size in enumerate(self.sizes):
-      x = nn.Dense(size, name=f"dense_{i}")(x)
+      x = nn.Dense(size, dtype=self.dtype, name=f"dense_{i}")(x)
       if i < len(self.sizes) - 1 or self.final_activation:
         x = nn.relu(x)
     return x
@@ -67,6 +69,7 @@ class Extractor(nn.Module):
     embed_dim: embedding width per field.
     user_mlp: hidden sizes of the user MLP (empty: the concatenated embeddings).
     item_mlp: hidden sizes of the item MLP.
+    dtype: compute dtype (params stay float32), e.g. ``jnp.bfloat16``.
   """
 
   user_specs: Sequence[FieldSpec]
@@ -74,14 +77,15 @@ class Extractor(nn.Module):
   embed_dim: int = 32
   user_mlp: Sequence[int] = ()
   item_mlp: Sequence[int] = ()
+  dtype: Any = jnp.float32
 
   def setup(self):
-    self.user = FieldEmbedding(self.user_specs, self.embed_dim)
-    self.item = FieldEmbedding(self.item_specs, self.embed_dim)
+    self.user = FieldEmbedding(self.user_specs, self.embed_dim, self.dtype)
+    self.item = FieldEmbedding(self.item_specs, self.embed_dim, self.dtype)
     if self.user_mlp:
-      self.user_tower = MLP(self.user_mlp)
+      self.user_tower = MLP(self.user_mlp, dtype=self.dtype)
     if self.item_mlp:
-      self.item_tower = MLP(self.item_mlp)
+      self.item_tower = MLP(self.item_mlp, dtype=self.dtype)
 
   def embed_items(self, item_cols: dict[str, jax.Array]) -> jax.Array:
     """Item feature vectors ``[..., Di]`` (shared by scored and support items)."""

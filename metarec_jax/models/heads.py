@@ -8,7 +8,7 @@ global bias (the mean training rating), so training starts from the mean.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -27,14 +27,15 @@ class MLPHead(nn.Module):
 
   hidden: Sequence[int] = (64, 64)
   offset: float = 0.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, f_u: jax.Array, f_i: jax.Array) -> jax.Array:
     f_u = per_item(f_u, f_i)
     x = jnp.concatenate([f_u, f_i], axis=-1)
     for i, size in enumerate(self.hidden):
-      x = nn.relu(nn.Dense(size, name=f"dense_{i}")(x))
-    out = nn.Dense(1, name="out", bias_init=nn.initializers.constant(self.offset))(x)
+      x = nn.relu(nn.Dense(size, dtype=self.dtype, name=f"dense_{i}")(x))
+    out = nn.Dense(1, dtype=jnp.float32, name="out", bias_init=nn.initializers.constant(self.offset))(x)
     return out[..., 0]
 
 

@@ -38,6 +38,9 @@ class RecModel(nn.Module):
     head_hidden: hidden sizes of the MLP head.
     offset: initial global bias (mean training rating; 0 for residual models).
     support_vector: add the support-set user vector to the user features.
+    dtype: compute dtype of embeddings and hidden layers (``jnp.bfloat16`` for
+      mixed precision on accelerators); params, the scores and all losses stay
+      float32.
   """
 
   user_specs: Sequence[FieldSpec]
@@ -49,6 +52,7 @@ class RecModel(nn.Module):
   head_hidden: Sequence[int] = (64, 64)
   offset: float = 0.0
   support_vector: bool = False
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, user_cols: dict[str, jax.Array], item_cols: dict[str, jax.Array],
@@ -63,7 +67,7 @@ class RecModel(nn.Module):
       loo: the scored items are the support items, position for position.
     """
     extractor = Extractor(self.user_specs, self.item_specs, self.embed_dim, self.user_mlp, self.item_mlp,
-                          name="extractor")
+                          dtype=self.dtype, name="extractor")
     f_u = extractor.embed_user(user_cols)
     f_i = extractor.embed_items(item_cols)
     if self.support_vector:
@@ -80,14 +84,14 @@ class RecModel(nn.Module):
       else:
         f_u = jnp.concatenate([f_u, total / jnp.maximum(n, 1.0)], axis=-1)
     if self.head == "mlp":
-      head = MLPHead(self.head_hidden, self.offset, name="head")
+      head = MLPHead(self.head_hidden, self.offset, dtype=self.dtype, name="head")
     elif self.head == "relation":
       head = RelationHead(self.offset, name="head")
     elif self.head == "dot":
       head = DotHead(self.offset, name="head")
     else:
       raise ValueError(f"unknown head {self.head!r}; choose one of {HEADS}")
-    return head(f_u, f_i)
+    return head(f_u.astype(jnp.float32), f_i.astype(jnp.float32)) if self.head != "mlp" else head(f_u, f_i)
 
 
 def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5.0) -> PredictFn:

@@ -54,3 +54,17 @@ def test_multi_hot_fields_ignore_padding():
   np.testing.assert_allclose(f_i[0], (table[2] + table[3]) / 2, rtol=1e-6)
   np.testing.assert_allclose(f_i[1], (table[2] + table[3] + table[5]) / 3, rtol=1e-6)
   assert f_u.shape == (4,)
+
+
+def test_bfloat16_compute_keeps_float32_params_and_close_scores(tiny_setup):
+  from metarec_jax.models import RecModel, init_params, make_predict
+  model32, _, params, features, _, batch = tiny_setup
+  model16 = model32.clone(dtype=jnp.bfloat16)
+  params16 = init_params(model16, features, jax.random.PRNGKey(0))
+  assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(params16))
+  items = batch.query_items[0]
+  a = jax.jit(make_predict(model32))(params, features, batch.user[0], items)
+  b = jax.jit(make_predict(model16))(params, features, batch.user[0], items)
+  assert b.dtype == jnp.float32
+  np.testing.assert_allclose(a, b, atol=0.05)
+  assert not np.array_equal(np.asarray(a), np.asarray(b))  # it really computed in bfloat16

@@ -1,0 +1,59 @@
+"""MeLU on its own MovieLens-1M release, beside every learner and the baselines.
+
+Command:   metarec run experiments/melu_ml1m.py --set data.path=$METAREC_DATA/melu-ml1m
+           (data.path defaults to $METAREC_DATA/melu-ml1m when METAREC_DATA is set)
+Runtime:   see the README's "Reproducing MeLU" section (measured per method).
+Expected:  see the README's "Reproducing MeLU" table; plain MeLU does not beat
+           item_mean_user_bias, the residual configuration (melu_plus) does.
+
+Protocol `melu_states`: MeLU's four state files are the four scenarios; users
+with 13..100 ratings; query = 10 random ratings, support = the rest. 10% of the
+warm users validate (model selection), another 10% are the warm test users.
+"""
+
+import os
+
+from metarec_jax import default_config
+
+
+def get_config():
+  c = default_config()
+  c.name = "melu_ml1m"
+  root = os.environ.get("METAREC_DATA", "")
+  c.data.name = "melu"
+  c.data.path = os.path.join(root, "melu-ml1m") if root else ""
+  c.data.protocol = "melu_states"
+  c.data.query_size = 10
+  c.data.support_cap = 90
+  c.data.max_ratings = 100
+  # MeLU's architecture: one 32-dim embedding per field, 64 -> 64 -> 1 decision layers.
+  c.model.user_fields = ("gender", "age", "occupation", "zip")
+  c.model.item_fields = ("rate", "genre", "director", "actor")
+  c.model.embed_dim = 32
+  c.model.head = "mlp"
+  c.model.head_hidden = (64, 64)
+  # MeLU: local update of the decision layers, second order, MSE.
+  c.meta.learner = "melu"
+  c.meta.inner_lr = 5e-3
+  c.meta.inner_steps = 1
+  c.optimizer.lr = 5e-4
+  c.train.steps = 1000
+  c.train.tasks_per_batch = 32
+  c.train.eval_every = 50
+  c.train.log_every = 50
+  c.train.checkpoint_every = 250
+  c.eval.finetune_lrs = (0.001, 0.003, 0.01, 0.03)
+  c.eval.finetune_steps = (1, 5)
+  c.methods = ("global_mean", "item_mean_user_bias", "pooled", "pooled_finetune", "melu1", "melu5", "maml",
+               "fomaml", "metasgd", "reptile", "anil", "maml_relation", "melu_plus")
+  c.variants.melu1 = ("meta.learner=melu", "meta.inner_steps=1")
+  c.variants.melu5 = ("meta.learner=melu", "meta.inner_steps=5")
+  c.variants.maml_relation = ("meta.learner=maml", "model.head=relation", "model.user_mlp=64",
+                              "model.item_mlp=64")
+  # The configuration that beats the baseline: residual over item mean + user
+  # bias, item id and item statistics as inputs, a support-set user vector,
+  # item-cold simulation, year and writer as extra item features.
+  c.variants.melu_plus = ("meta.learner=melu", "model.residual=true", "model.item_id=true",
+                          "model.item_stats=true", "model.support_vector=true", "train.item_cold_share=0.3",
+                          "model.item_fields=rate,genre,director,actor,year,writer")
+  return c
