@@ -101,6 +101,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval.metrics = METRICS
   c.eval.scenarios = ("warm", "user_cold", "item_cold", "user_item_cold")
   c.eval.tasks_per_chunk = 256
+  # Model selection: "warm" selects every scenario's model on the held-out warm
+  # users; "per_scenario" holds out a seeded share of each scenario's users
+  # (removed from its test set) and selects that scenario's model on them.
+  c.eval.selection = "warm"
+  c.eval.scenario_valid_share = 0.1
   c.eval.finetune_lrs = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)   # pooled_finetune grid, chosen on validation
   c.eval.finetune_steps = (1, 5, 20)
   c.eval.bias_regs = (0.0, 2.0, 5.0, 10.0, 25.0)  # item_mean_user_bias shrinkage grid
@@ -253,6 +258,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     problems.append(f"eval.tasks_per_chunk must be >= 1, got {e.tasks_per_chunk}")
   if not e.finetune_lrs or any(lr < 0 for lr in e.finetune_lrs) or not e.finetune_steps:
     problems.append("eval.finetune_lrs must be non-empty and >= 0; eval.finetune_steps non-empty")
+  if e.selection not in ("warm", "per_scenario"):
+    problems.append(f"eval.selection must be warm or per_scenario, got {e.selection!r}")
+  if not 0 < e.scenario_valid_share < 1:
+    problems.append(f"eval.scenario_valid_share must lie in (0, 1), got {e.scenario_valid_share}")
   for s in e.scenarios:
     if s not in SCENARIOS:
       problems.append(f"eval.scenarios: unknown scenario {s!r}; known: {SCENARIOS}")

@@ -38,6 +38,9 @@ from metarec_jax.meta.step import (MetaTrainState, init_state, make_meta_train_s
 from metarec_jax.models.model import RecModel, init_params, make_predict
 
 
+MAIN_VALID = "valid"  # the validation set of held-out warm users
+
+
 class NonFiniteError(FloatingPointError):
   """A training metric became NaN or infinite."""
 
@@ -61,10 +64,16 @@ class Prepared:
   split: ScenarioSplit
   features: Features
   train: TaskSet
-  valid_batch: Any
-  test_batches: dict[str, Any]
+  valid_batches: dict[str, Any]   # validation set name -> TaskBatch ("valid": warm hold-out users)
+  test_batches: dict[str, Any]    # scenario -> TaskBatch
+  selection: dict[str, str]       # scenario -> the validation set its model is selected on
   stats: RatingStats
   support_size: int
+
+  @property
+  def valid_batch(self) -> Any:
+    """The main validation set (held-out warm users)."""
+    return self.valid_batches[MAIN_VALID]
 
 
 def support_size(data_cfg) -> int:
@@ -106,14 +115,27 @@ def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None =
   train = _tasks(split.train, "meta-training", d, pad_to)
   s = support_size(d)
   eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 7919)
-  valid_batch = split_tasks(_tasks(split.valid, "validation", d, pad_to), eval_key, d.query_size, s)
-  tests = {}
+  valid = {MAIN_VALID: split_tasks(_tasks(split.valid, "validation", d, pad_to), eval_key, d.query_size, s)}
+  tests, selection = {}, {}
   for scenario in config.eval.scenarios:
     if scenario not in split.tests:
       raise cfg_lib.ConfigError(f"eval.scenarios: protocol {d.protocol!r} has no scenario {scenario!r}")
-    tests[scenario] = split_tasks(_tasks(split.tests[scenario], scenario, d, pad_to), eval_key, d.query_size, s)
+    ratings = split.tests[scenario]
+    selection[scenario] = MAIN_VALID
+    if config.eval.selection == "per_scenario":
+      # A seeded share of the scenario's users validates, and leaves its test set.
+      users = np.unique(ratings.user)
+      rng = np.random.default_rng([seed, zlib.crc32(scenario.encode())])
+      held = rng.choice(users, size=max(1, int(round(config.eval.scenario_valid_share * len(users)))),
+                        replace=False)
+      is_held = np.isin(ratings.user, held)
+      name = f"valid_{scenario}"
+      valid[name] = split_tasks(_tasks(ratings.subset(is_held), name, d, pad_to), eval_key, d.query_size, s)
+      selection[scenario] = name
+      ratings = ratings.subset(~is_held)
+    tests[scenario] = split_tasks(_tasks(ratings, scenario, d, pad_to), eval_key, d.query_size, s)
   stats = RatingStats.from_ratings(split.train, data.num_items)
-  return Prepared(data, split, features, train, valid_batch, tests, stats, s)
+  return Prepared(data, split, features, train, valid, tests, selection, stats, s)
 
 
 def build_model(config: ml_collections.ConfigDict, data: Dataset, offset: float) -> RecModel:
@@ -159,13 +181,20 @@ def method_key(seed: int, name: str) -> jax.Array:
 
 @dataclasses.dataclass
 class TrainOutcome:
-  params: Any          # validation-selected meta params
-  best_val_mae: float
-  best_step: int
+  """A trained method: params selected on each validation set, and how to use them."""
+
+  best: dict[str, Any]         # validation set name -> selected meta params
+  best_val: dict[str, float]   # validation set name -> its best MAE
+  best_step: dict[str, int]    # validation set name -> the step it was reached at
   spec: LearnerSpec
   model: RecModel
   predict: Callable    # predict(params, features, user, items, support=None, loo=False)
   predictor: Callable  # jitted (meta, features, batch, inner_lr) -> query predictions
+
+  @property
+  def params(self) -> Any:
+    """The params selected on the main (warm) validation users."""
+    return self.best[MAIN_VALID]
 
 
 class JsonlLog:
@@ -181,9 +210,9 @@ class JsonlLog:
       f.write(json.dumps(record) + "\n")
 
 
-def _validation_mae(predictor, meta, prep: Prepared, chunk: int, lr, scale) -> float:
-  pred = predict_in_chunks(lambda b: predictor(meta, prep.features, b, lr), prep.valid_batch, chunk)
-  return score(pred, prep.valid_batch, ("mae",), scale)["mae"]
+def _mae_on(predictor, meta, prep: Prepared, batch, chunk: int, lr) -> float:
+  pred = predict_in_chunks(lambda b: predictor(meta, prep.features, b, lr), batch, chunk)
+  return score(pred, batch, ("mae",), prep.data.rating_scale)["mae"]
 
 
 def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, seed: int, *,
@@ -191,6 +220,10 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
                  on_step: Callable[[str, int, int], None] | None = None,
                  restore_only: bool = False) -> TrainOutcome:
   """Meta-trains one learned method with validation-based model selection.
+
+  Every ``train.eval_every`` steps the validation MAE is measured on each
+  validation set of ``prep.valid_batches`` and each set keeps the params of
+  its best step (early stopping without stopping).
 
   Args:
     config: the method's config (see `config.method_config`).
@@ -234,22 +267,26 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
                                  query_size=config.data.query_size, support_size=prep.support_size,
                                  tasks_per_chunk=config.meta.tasks_per_chunk, augment=augment, mesh=mesh)
   predictor = make_adapted_predictor(spec, predict)
-  scale = prep.data.rating_scale
   chunk = config.eval.tasks_per_chunk
   copy = jax.jit(lambda tree: jax.tree_util.tree_map(jnp.copy, tree))
+  names = list(prep.valid_batches)
 
-  best, best_val, best_step = copy(state.params), float("inf"), 0
+  first = copy(state.params)
+  best = {k: first for k in names}
+  best_val = {k: float("inf") for k in names}
+  best_step = {k: 0 for k in names}
   manager = None
   if ckpt_dir is not None:
     manager = ocp.CheckpointManager(ckpt_dir.absolute(), options=ocp.CheckpointManagerOptions(
         max_to_keep=1, create=True))
     latest = manager.latest_step()
     if latest is not None:
-      template = {"state": state, "best": best, "best_val": np.zeros((), np.float64), "best_step": np.zeros((), np.int64)}
+      template = {"state": state, "best": best, "best_val": {k: np.zeros((), np.float64) for k in names},
+                  "best_step": {k: np.zeros((), np.int64) for k in names}}
       restored = manager.restore(latest, args=ocp.args.StandardRestore(template))
-      state = restored["state"]
-      best = restored["best"]
-      best_val, best_step = float(restored["best_val"]), int(restored["best_step"])
+      state, best = restored["state"], restored["best"]
+      best_val = {k: float(v) for k, v in restored["best_val"].items()}
+      best_step = {k: int(v) for k, v in restored["best_step"].items()}
   if restore_only and int(state.step) != t.steps:
     raise FileNotFoundError(f"{name} seed {seed}: no finished checkpoint in {ckpt_dir} "
                             f"(found step {int(state.step)} of {t.steps}); run `metarec run` to finish it")
@@ -257,22 +294,26 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
   def save(step):
     if manager is None:
       return
-    manager.save(step, args=ocp.args.StandardSave(
-        {"state": state, "best": best, "best_val": np.asarray(best_val, np.float64), "best_step": np.asarray(best_step, np.int64)}),
-                 force=True)
+    manager.save(step, args=ocp.args.StandardSave({
+        "state": state, "best": best, "best_val": {k: np.asarray(v, np.float64) for k, v in best_val.items()},
+        "best_step": {k: np.asarray(v, np.int64) for k, v in best_step.items()}}), force=True)
     manager.wait_until_finished()
 
   def evaluate_now(step):
-    nonlocal best, best_val, best_step
-    try:
-      val = _validation_mae(predictor, state.params, prep, chunk, spec.inner_lr, scale)
-    except FloatingPointError:
-      raise NonFiniteError(f"{name} seed {seed}: val_mae is nan at step {step}: the adapted model diverges. "
-                           "Lower meta.inner_lr or optimizer.lr.") from None
-    log.write(method=name, seed=seed, step=step, val_mae=val)
-    if val < best_val:
-      best, best_val, best_step = copy(state.params), val, step
-    return val
+    vals = {}
+    current = None
+    for k in names:
+      try:
+        vals[k] = _mae_on(predictor, state.params, prep, prep.valid_batches[k], chunk, spec.inner_lr)
+      except FloatingPointError:
+        raise NonFiniteError(f"{name} seed {seed}: val_mae is nan at step {step}: the adapted model diverges. "
+                             "Lower meta.inner_lr or optimizer.lr.") from None
+      if vals[k] < best_val[k]:
+        current = copy(state.params) if current is None else current
+        best[k], best_val[k], best_step[k] = current, vals[k], step
+    extra = {f"val_mae_{k}": v for k, v in vals.items() if k != MAIN_VALID}
+    log.write(method=name, seed=seed, step=step, val_mae=vals[MAIN_VALID], **extra)
+    return vals[MAIN_VALID]
 
   train_tasks, train_features = prep.train, prep.features
   if mesh is not None:
@@ -284,7 +325,7 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
   bar = tqdm(total=t.steps, initial=start, desc=f"{name} seed {seed}", disable=not progress,
              leave=False, dynamic_ncols=True)
   tick, tick_step = time.perf_counter(), start
-  val = best_val
+  val = best_val[MAIN_VALID]
   for step in range(start + 1, t.steps + 1):
     state, metrics = step_fn(state, train_tasks, train_features)
     values = {k: float(v) for k, v in metrics.items()}
@@ -315,55 +356,73 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
 
 # --------------------------------------------------------------------------- evaluation
 
+# A scenario's predictions: (validation set name) -> (test batch -> predictions [T, Q]).
+Chooser = Callable[[str], Callable[[Any], Any]]
 
-def _evaluate_learned(outcome: TrainOutcome, prep: Prepared, config, lr=None) -> dict[str, dict[str, float]]:
-  predictor = outcome.predictor
-  lr = outcome.spec.inner_lr if lr is None else lr
+
+def _evaluate(choose: Chooser, prep: Prepared, config) -> dict[str, dict[str, float]]:
+  """Scores every test scenario with the predictions selected on its validation set."""
   out = {}
   for scenario, batch in prep.test_batches.items():
-    pred = predict_in_chunks(lambda b: predictor(outcome.params, prep.features, b, lr), batch,
-                             config.eval.tasks_per_chunk)
-    out[scenario] = score(pred, batch, config.eval.metrics, prep.data.rating_scale)
+    out[scenario] = score(choose(prep.selection[scenario])(batch), batch, config.eval.metrics,
+                          prep.data.rating_scale)
   return out
 
 
-def _evaluate_fn(fn, prep: Prepared, config) -> dict[str, dict[str, float]]:
-  return {s: score(fn(b), b, config.eval.metrics, prep.data.rating_scale) for s, b in prep.test_batches.items()}
+def _learned_chooser(outcome: TrainOutcome, prep: Prepared, config, lrs: dict | None = None,
+                     predictors: dict | None = None) -> Chooser:
+  def choose(key):
+    predictor = predictors[key] if predictors else outcome.predictor
+    lr = lrs[key] if lrs else outcome.spec.inner_lr
+    params = outcome.best[key]
+    return lambda batch: predict_in_chunks(lambda b: predictor(params, prep.features, b, lr), batch,
+                                           config.eval.tasks_per_chunk)
+  return choose
 
 
-def _tune_finetune(pooled: TrainOutcome, prep: Prepared, config) -> tuple[TrainOutcome, float, dict]:
-  """Chooses the pooled model's fine-tuning steps and rate on validation tasks."""
-  best = (float("inf"), None, None, None)
-  tried = {}
+def _tune_finetune(pooled: TrainOutcome, prep: Prepared, config) -> tuple[dict, dict, dict]:
+  """Chooses the pooled model's fine-tuning steps and rate on each validation set.
+
+  Returns:
+    (predictor per set, rate per set, {set: {setting: validation MAE}}).
+  """
+  predictors, lrs, tried = {}, {}, {}
+  candidates = []
   for steps in config.eval.finetune_steps:
     spec = learner_spec("maml", inner_lr=0.0, inner_steps=steps, adapt=config.meta.adapt or "all")
-    predictor = make_adapted_predictor(spec, pooled.predict)
-    for lr in config.eval.finetune_lrs:
-      try:
-        val = _validation_mae(predictor, pooled.params, prep, config.eval.tasks_per_chunk, lr,
-                              prep.data.rating_scale)
-      except FloatingPointError:  # this rate diverges: not a candidate
-        val = float("inf")
-      tried[f"steps={steps},lr={lr}"] = val
-      if val < best[0]:
-        best = (val, spec, lr, predictor)
-  val, spec, lr, predictor = best
-  if spec is None:
-    raise NonFiniteError(f"pooled_finetune: every fine-tuning setting diverged on validation: {tried}")
-  tuned = dataclasses.replace(pooled, spec=dataclasses.replace(spec, inner_lr=float(lr)), best_val_mae=val,
-                              predictor=predictor)
-  return tuned, float(lr), tried
+    candidates.append((steps, make_adapted_predictor(spec, pooled.predict)))
+  for key, batch in prep.valid_batches.items():
+    best = (float("inf"), None, None)
+    tried[key] = {}
+    for steps, predictor in candidates:
+      for lr in config.eval.finetune_lrs:
+        try:
+          val = _mae_on(predictor, pooled.best[key], prep, batch, config.eval.tasks_per_chunk, lr)
+        except FloatingPointError:  # this rate diverges: not a candidate
+          val = float("inf")
+        tried[key][f"steps={steps},lr={lr}"] = val
+        if val < best[0]:
+          best = (val, predictor, float(lr))
+    if best[1] is None:
+      raise NonFiniteError(f"pooled_finetune: every fine-tuning setting diverged on validation set {key}: "
+                           f"{tried[key]}")
+    predictors[key], lrs[key] = best[1], best[2]
+  return predictors, lrs, tried
 
 
-def _tune_bias(prep: Prepared, config) -> tuple[float, float, float]:
-  best = (float("inf"), 0.0, 0.0)
-  for ir in config.eval.bias_regs:
-    for ur in config.eval.bias_regs:
-      pred = predict_item_mean_user_bias(prep.stats, prep.valid_batch, ir, ur)
-      val = score(pred, prep.valid_batch, ("mae",), prep.data.rating_scale)["mae"]
-      if val < best[0]:
-        best = (val, ir, ur)
-  return best
+def _tune_bias(prep: Prepared, config) -> dict[str, tuple[float, float, float]]:
+  """(validation MAE, item_reg, user_reg) of the best shrinkage per validation set."""
+  out = {}
+  for key, batch in prep.valid_batches.items():
+    best = (float("inf"), 0.0, 0.0)
+    for ir in config.eval.bias_regs:
+      for ur in config.eval.bias_regs:
+        val = score(predict_item_mean_user_bias(prep.stats, batch, ir, ur), batch, ("mae",),
+                    prep.data.rating_scale)["mae"]
+        if val < best[0]:
+          best = (val, ir, ur)
+    out[key] = best
+  return out
 
 
 # --------------------------------------------------------------------------- the run
@@ -427,11 +486,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
         continue
       info: dict[str, Any] = {}
       if method == "global_mean":
-        res = _evaluate_fn(lambda b: predict_global_mean(prep.stats, b), prep, config)
+        res = _evaluate(lambda key: lambda b: predict_global_mean(prep.stats, b), prep, config)
       elif method == "item_mean_user_bias":
-        val, ir, ur = _tune_bias(prep, config)
-        info = {"item_reg": ir, "user_reg": ur, "val_mae": val}
-        res = _evaluate_fn(lambda b: predict_item_mean_user_bias(prep.stats, b, ir, ur), prep, config)
+        tuned = _tune_bias(prep, config)
+        info = {k: {"item_reg": ir, "user_reg": ur, "val_mae": val} for k, (val, ir, ur) in tuned.items()}
+        res = _evaluate(lambda key: lambda b: predict_item_mean_user_bias(prep.stats, b, *tuned[key][1:]), prep,
+                        config)
       else:
         train_name = "pooled" if method in ("pooled", "pooled_finetune") else method
         mc = cfg_lib.method_config(config, method)
@@ -445,20 +505,22 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
           outcome = train_method(mc, prep, method, seed, log=log, progress=progress, on_step=on_step,
                                  ckpt_dir=wd / "checkpoints" / f"{method}__seed{seed}" if wd else None,
                                  restore_only=reevaluate)
-        info = {"best_step": outcome.best_step, "val_mae": outcome.best_val_mae}
+        info = {k: {"best_step": outcome.best_step[k], "val_mae": outcome.best_val[k]} for k in outcome.best}
         if method == "pooled_finetune":
-          outcome, lr, tried = _tune_finetune(outcome, prep, mc)
-          info.update(finetune_lr=lr, finetune_steps=outcome.spec.inner_steps, val_mae=outcome.best_val_mae,
-                      tried=tried)
-        res = _evaluate_learned(outcome, prep, mc)
+          predictors, lrs, tried = _tune_finetune(outcome, prep, mc)
+          for k in info:
+            info[k].update(finetune_lr=lrs[k], val_mae=min(tried[k].values()), tried=tried[k])
+          res = _evaluate(_learned_chooser(outcome, prep, mc, lrs, predictors), prep, mc)
+        else:
+          res = _evaluate(_learned_chooser(outcome, prep, mc), prep, mc)
       new = _rows(method, seed, res)
       rows.extend(new)
       if reevaluate:
         continue
-      log.write(method=method, seed=seed, selection=info)
+      log.write(method=method, seed=seed, selection=info, selected_on=prep.selection)
       if part is not None:
         part.parent.mkdir(parents=True, exist_ok=True)
-        part.write_text(json.dumps({"rows": new, "selection": info}, indent=1))
+        part.write_text(json.dumps({"rows": new, "selection": info, "selected_on": prep.selection}, indent=1))
   results = {"rows": rows}
   if wd is not None:
     from metarec_jax.results import write_results

@@ -151,3 +151,23 @@ def test_config_validation_catches_bad_values():
     validate(apply_overrides(c, ["data.query_size=5"]))
   with pytest.raises(ConfigError, match="tasks_per_chunk=3 must divide"):
     validate(apply_overrides(c, ["meta.tasks_per_chunk=3"]))
+
+
+def test_per_scenario_selection_holds_out_each_scenarios_own_users(tmp_path):
+  c = apply_overrides(tiny_config(), ["eval.selection=per_scenario", "eval.scenario_valid_share=0.3",
+                                      "methods=item_mean_user_bias,pooled_finetune,maml"])
+  prep = experiment.prepare(c, 0)
+  assert set(prep.valid_batches) == {"valid", "valid_warm", "valid_user_cold", "valid_item_cold",
+                                     "valid_user_item_cold"}
+  for scenario, batch in prep.test_batches.items():
+    assert prep.selection[scenario] == f"valid_{scenario}"
+    held = set(np.asarray(prep.valid_batches[f"valid_{scenario}"].user).tolist())
+    tested = set(np.asarray(batch.user).tolist())
+    assert held and tested and not held & tested
+  results = experiment.run(c, tmp_path / "per", progress=False, verbose=False)
+  assert len(results["rows"]) == 3 * 4
+  log = [json.loads(line) for line in (tmp_path / "per" / "metrics.jsonl").read_text().splitlines()]
+  assert any("val_mae_valid_item_cold" in r for r in log if r.get("method") == "maml")
+  sel = [r for r in log if r.get("method") == "pooled_finetune" and "selection" in r][0]
+  assert set(sel["selection"]) == set(prep.valid_batches)
+  assert sel["selected_on"]["item_cold"] == "valid_item_cold"
