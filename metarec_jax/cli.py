@@ -29,6 +29,13 @@ def _eval(args) -> int:
   return 0
 
 
+def _report(args) -> int:
+  from metarec_jax.report import write_report
+  files = write_report(args.workdirs, args.out)
+  print("wrote " + ", ".join(map(str, files)))
+  return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="metarec", description="Meta-learned cold-start recommendation in JAX.")
   sub = parser.add_subparsers(dest="command", required=True)
@@ -43,8 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
   ev.add_argument("workdir")
   ev.add_argument("--no-progress", action="store_true")
   ev.set_defaults(func=_eval)
+  rep = sub.add_parser("report", help="merge workdirs into one markdown table and PNG plots")
+  rep.add_argument("workdirs", nargs="+")
+  rep.add_argument("--out", required=True, help="output folder")
+  rep.set_defaults(func=_report)
   from metarec_jax.data.info import add_data_commands
   add_data_commands(sub)
+  from metarec_jax.features import add_features_command; add_features_command(sub)
   return parser
 
 
@@ -52,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   try:
     return args.func(args)
-  except (cfg_lib.ConfigError, FileNotFoundError, FloatingPointError) as e:
+  except (cfg_lib.ConfigError, FileNotFoundError, FloatingPointError, ValueError) as e:
     print(f"metarec: error: {e}", file=sys.stderr)
     return 2
 

@@ -104,6 +104,7 @@ def default_config() -> ml_collections.ConfigDict:
   # Model selection: "warm" selects every scenario's model on the held-out warm
   # users; "per_scenario" holds out a seeded share of each scenario's users
   # (removed from its test set) and selects that scenario's model on them.
+  c.eval.support_sizes = ()          # e.g. (1, 3, 5, 10, 20): also score with exactly K support ratings
   c.eval.selection = "warm"
   c.eval.scenario_valid_share = 0.1
   c.eval.finetune_lrs = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)   # pooled_finetune grid, chosen on validation
@@ -258,6 +259,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     problems.append(f"eval.tasks_per_chunk must be >= 1, got {e.tasks_per_chunk}")
   if not e.finetune_lrs or any(lr < 0 for lr in e.finetune_lrs) or not e.finetune_steps:
     problems.append("eval.finetune_lrs must be non-empty and >= 0; eval.finetune_steps non-empty")
+  if any(k < 1 for k in e.support_sizes):
+    problems.append(f"eval.support_sizes must be >= 1, got {e.support_sizes}")
   if e.selection not in ("warm", "per_scenario"):
     problems.append(f"eval.selection must be warm or per_scenario, got {e.selection!r}")
   if not 0 < e.scenario_valid_share < 1:

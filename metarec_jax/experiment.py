@@ -66,6 +66,8 @@ class Prepared:
   train: TaskSet
   valid_batches: dict[str, Any]   # validation set name -> TaskBatch ("valid": warm hold-out users)
   test_batches: dict[str, Any]    # scenario -> TaskBatch
+  test_tasks: dict[str, TaskSet]  # scenario -> its tasks (for other support sizes)
+  eval_key: jax.Array             # the key of every evaluation split
   selection: dict[str, str]       # scenario -> the validation set its model is selected on
   stats: RatingStats
   support_size: int
@@ -116,7 +118,7 @@ def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None =
   s = support_size(d)
   eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 7919)
   valid = {MAIN_VALID: split_tasks(_tasks(split.valid, "validation", d, pad_to), eval_key, d.query_size, s)}
-  tests, selection = {}, {}
+  tests, test_tasks, selection = {}, {}, {}
   for scenario in config.eval.scenarios:
     if scenario not in split.tests:
       raise cfg_lib.ConfigError(f"eval.scenarios: protocol {d.protocol!r} has no scenario {scenario!r}")
@@ -133,9 +135,10 @@ def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None =
       valid[name] = split_tasks(_tasks(ratings.subset(is_held), name, d, pad_to), eval_key, d.query_size, s)
       selection[scenario] = name
       ratings = ratings.subset(~is_held)
-    tests[scenario] = split_tasks(_tasks(ratings, scenario, d, pad_to), eval_key, d.query_size, s)
+    test_tasks[scenario] = _tasks(ratings, scenario, d, pad_to)
+    tests[scenario] = split_tasks(test_tasks[scenario], eval_key, d.query_size, s)
   stats = RatingStats.from_ratings(split.train, data.num_items)
-  return Prepared(data, split, features, train, valid, tests, selection, stats, s)
+  return Prepared(data, split, features, train, valid, tests, test_tasks, eval_key, selection, stats, s)
 
 
 def build_model(config: ml_collections.ConfigDict, data: Dataset, offset: float) -> RecModel:
@@ -369,6 +372,17 @@ def _evaluate(choose: Chooser, prep: Prepared, config) -> dict[str, dict[str, fl
   return out
 
 
+def _support_curve(choose: Chooser, prep: Prepared, config, method: str, seed: int) -> list[dict]:
+  """MAE and friends when each test user gives exactly K support ratings (same query sets)."""
+  rows = []
+  for k in config.eval.support_sizes:
+    for scenario, tasks in prep.test_tasks.items():
+      batch = split_tasks(tasks, prep.eval_key, config.data.query_size, int(k))
+      vals = score(choose(prep.selection[scenario])(batch), batch, config.eval.metrics, prep.data.rating_scale)
+      rows.append({"method": method, "scenario": scenario, "seed": seed, "support": int(k), **vals})
+  return rows
+
+
 def _learned_chooser(outcome: TrainOutcome, prep: Prepared, config, lrs: dict | None = None,
                      predictors: dict | None = None) -> Chooser:
   def choose(key):
@@ -473,7 +487,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
   say(f"metarec: {config.name}: seeds {seeds}, methods {list(config.methods)}, data {config.data.name} "
       f"({config.data.protocol}), query {config.data.query_size}, support {support_size(config.data)}")
   data = load_dataset(config.data)
-  rows = []
+  rows, curves = [], []
   for seed in seeds:
     prep = prepare(config, seed, data)
     say(f"seed {seed}: {prep.train.num_tasks} meta-training tasks, {prep.valid_batch.num_tasks} validation; "
@@ -482,16 +496,18 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
     for method in config.methods:
       part = wd / "parts" / f"{method}__seed{seed}.json" if wd is not None else None
       if part is not None and part.exists() and not reevaluate:
-        rows.extend(json.loads(part.read_text())["rows"])
+        saved = json.loads(part.read_text())
+        rows.extend(saved["rows"])
+        curves.extend(saved.get("support_curve", []))
         continue
       info: dict[str, Any] = {}
+      mc = config
       if method == "global_mean":
-        res = _evaluate(lambda key: lambda b: predict_global_mean(prep.stats, b), prep, config)
+        choose = lambda key: lambda b: predict_global_mean(prep.stats, b)
       elif method == "item_mean_user_bias":
         tuned = _tune_bias(prep, config)
         info = {k: {"item_reg": ir, "user_reg": ur, "val_mae": val} for k, (val, ir, ur) in tuned.items()}
-        res = _evaluate(lambda key: lambda b: predict_item_mean_user_bias(prep.stats, b, *tuned[key][1:]), prep,
-                        config)
+        choose = lambda key, tuned=tuned: lambda b: predict_item_mean_user_bias(prep.stats, b, *tuned[key][1:])
       else:
         train_name = "pooled" if method in ("pooled", "pooled_finetune") else method
         mc = cfg_lib.method_config(config, method)
@@ -510,18 +526,23 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
           predictors, lrs, tried = _tune_finetune(outcome, prep, mc)
           for k in info:
             info[k].update(finetune_lr=lrs[k], val_mae=min(tried[k].values()), tried=tried[k])
-          res = _evaluate(_learned_chooser(outcome, prep, mc, lrs, predictors), prep, mc)
+          choose = _learned_chooser(outcome, prep, mc, lrs, predictors)
         else:
-          res = _evaluate(_learned_chooser(outcome, prep, mc), prep, mc)
-      new = _rows(method, seed, res)
+          choose = _learned_chooser(outcome, prep, mc)
+      new = _rows(method, seed, _evaluate(choose, prep, mc))
+      curve = _support_curve(choose, prep, mc, method, seed)
       rows.extend(new)
+      curves.extend(curve)
       if reevaluate:
         continue
       log.write(method=method, seed=seed, selection=info, selected_on=prep.selection)
       if part is not None:
         part.parent.mkdir(parents=True, exist_ok=True)
-        part.write_text(json.dumps({"rows": new, "selection": info, "selected_on": prep.selection}, indent=1))
+        part.write_text(json.dumps({"rows": new, "support_curve": curve, "selection": info,
+                                    "selected_on": prep.selection}, indent=1))
   results = {"rows": rows}
+  if curves:
+    results["support_curve"] = curves
   if wd is not None:
     from metarec_jax.results import write_results
     write_results(wd, results, config)
