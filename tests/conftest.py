@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import pathlib
+import shutil
 import tempfile
 
 import jax
@@ -18,7 +20,9 @@ from metarec_jax.models import RecModel, init_params, make_predict
 
 # Repeated runs of the same tiny experiment compile the same programs: let them
 # share compiled executables through JAX's persistent cache (one folder per session).
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="metarec-jax-cache-"))
+_CACHE_DIR = tempfile.mkdtemp(prefix="metarec-jax-cache-")
+atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
