@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
   rep.set_defaults(func=_report)
   from metarec_jax.data.info import add_data_commands
   add_data_commands(sub)
+  from metarec_jax.bench.cli import add_bench_command; add_bench_command(sub)
   from metarec_jax.features import add_features_command; add_features_command(sub)
   return parser
 

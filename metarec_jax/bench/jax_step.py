@@ -1,0 +1,89 @@
+"""The engine's jitted meta-train step on a workload: compile, FLOPs, memory, timing."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+
+from metarec_jax.bench.workload import Workload
+from metarec_jax.meta.step import init_state, make_meta_train_step, make_optimizer
+
+
+def cost_flops(compiled: Any) -> float | None:
+  """FLOPs of one call from XLA's cost analysis (dict or list-of-dict forms), None if absent."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # some backends do not implement it
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  if not cost or "flops" not in cost:
+    return None
+  return float(cost["flops"])
+
+
+def peak_bytes(compiled: Any) -> int | None:
+  """Bytes live at once while a call runs, from XLA's buffer assignment.
+
+  Arguments + outputs + temporaries, less the outputs that alias donated
+  arguments; None when the backend gives no memory analysis.
+  """
+  try:
+    mem = compiled.memory_analysis()
+  except Exception:
+    return None
+  if mem is None:
+    return None
+  return int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+             - mem.alias_size_in_bytes)
+
+
+class JaxMetaStep:
+  """Times the engine's meta-train step (`make_meta_train_step`) on a workload.
+
+  The step draws its task batch inside, from the device-resident task set,
+  as in training; the state is donated and carried from call to call.
+
+  Attributes:
+    workload: the workload.
+    compile_s: seconds to trace, lower and compile (after `compile`).
+    flops: FLOPs of one step from XLA's cost analysis (None if unavailable).
+    peak_bytes: XLA's estimate of the memory one step needs (None if unavailable).
+  """
+
+  def __init__(self, workload: Workload, seed: int = 0):
+    w = workload
+    self.workload = workload
+    self.optimizer = make_optimizer("adam", w.spec.outer_lr)
+    self.step_fn = make_meta_train_step(w.learner, w.predict, self.optimizer, tasks_per_batch=w.spec.tasks,
+                                        query_size=w.spec.query, support_size=w.spec.support)
+    self.state = init_state(w.meta, self.optimizer, jax.random.PRNGKey(seed))
+    self.compiled = None
+    self.compile_s = None
+    self.flops = None
+    self.peak_bytes = None
+
+  def compile(self) -> float:
+    """Traces, lowers and compiles the step; returns the seconds it took."""
+    w = self.workload
+    start = time.perf_counter()
+    self.compiled = self.step_fn.lower(self.state, w.tasks, w.features).compile()
+    self.compile_s = time.perf_counter() - start
+    self.flops = cost_flops(self.compiled)
+    self.peak_bytes = peak_bytes(self.compiled)
+    return self.compile_s
+
+  def run(self, n: int) -> float:
+    """Runs ``n`` steps, blocked until the final state is ready; returns seconds."""
+    if self.compiled is None:
+      self.compile()
+    w = self.workload
+    start = time.perf_counter()
+    state = self.state
+    for _ in range(n):
+      state, metrics = self.compiled(state, w.tasks, w.features)
+    jax.block_until_ready((state, metrics))
+    self.state = state
+    return time.perf_counter() - start

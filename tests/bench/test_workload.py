@@ -1,0 +1,78 @@
+"""The MeLU-shaped workload and the JAX step wrapper: shapes, FLOPs, timing plumbing."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from metarec_jax.bench.jax_step import JaxMetaStep, cost_flops, peak_bytes
+from metarec_jax.bench.workload import MELU_ITEM_FIELDS, MELU_USER_FIELDS, WorkloadSpec, make_workload
+from metarec_jax.meta.inner import flatten
+from tests.bench.tiny import tiny_spec
+
+
+def test_default_workload_is_melu_shaped():
+  spec = WorkloadSpec()
+  vocab = {f.name: f.vocab for f in MELU_USER_FIELDS + MELU_ITEM_FIELDS}
+  assert vocab == {"gender": 2, "age": 7, "occupation": 21, "zip": 3402, "rate": 6, "genre": 25,
+                   "director": 2186, "actor": 8030}
+  widths = {f.name: f.width for f in MELU_ITEM_FIELDS}
+  assert widths == {"rate": 0, "genre": 3, "director": 1, "actor": 4}
+  assert spec.embed_dim * 8 == 256 and spec.head_hidden == (64, 64)
+  assert (spec.tasks, spec.support, spec.query, spec.inner_steps, spec.learner) == (32, 20, 10, 1, "maml")
+  assert spec.describe()["features"] == 256
+
+
+def test_tiny_workload_builds_the_engine_model():
+  w = make_workload(tiny_spec())
+  flat = flatten(w.meta["model"])
+  assert flat["extractor/item/actor/embedding"].shape == (18, 4)  # vocab + the 0 padding id
+  assert flat["head/dense_0/kernel"].shape == (8 * 4, 8)
+  assert flat["head/dense_1/kernel"].shape == (8, 6) and flat["head/out/kernel"].shape == (6, 1)
+  assert w.learner.adapt == "head" and not w.learner.first_order and w.learner.inner_steps == 2
+  genre = np.asarray(w.features.item["genre"])
+  assert genre.shape == (40, 3) and (genre[:, 0] > 0).all() and genre.max() <= 9
+  assert np.asarray(w.tasks.lengths).min() == 8  # support + query, every slot valid
+  batch = w.batch(0)
+  assert batch.support_items.shape == (4, 5) and bool(batch.support_mask.all())
+  assert batch.query_items.shape == (4, 3) and bool(batch.query_mask.all())
+
+
+def test_jax_step_compiles_reports_flops_and_runs():
+  step = JaxMetaStep(make_workload(tiny_spec()))
+  assert step.compile() > 0
+  assert step.flops is None or step.flops > 0
+  before = np.asarray(step.state.step)
+  assert step.run(2) > 0
+  assert int(step.state.step) == int(before) + 2
+  assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(step.state.params))
+
+
+class _Fake:
+  def __init__(self, cost=None, mem=None, fail=False):
+    self.cost, self.mem, self.fail = cost, mem, fail
+
+  def cost_analysis(self):
+    if self.fail:
+      raise NotImplementedError
+    return self.cost
+
+  def memory_analysis(self):
+    return self.mem
+
+
+@pytest.mark.parametrize("cost,expected", [({"flops": 12.0}, 12.0), ([{"flops": 7.0}], 7.0), ([], None),
+                                           ({"bytes accessed": 3.0}, None), (None, None)])
+def test_cost_flops_reads_dict_and_list_forms(cost, expected):
+  assert cost_flops(_Fake(cost)) == expected
+
+
+def test_cost_flops_and_peak_bytes_tolerate_missing_analyses():
+  assert cost_flops(_Fake(fail=True)) is None
+  assert peak_bytes(_Fake(mem=None)) is None
+
+  class Mem:
+    argument_size_in_bytes, output_size_in_bytes, temp_size_in_bytes, alias_size_in_bytes = 10, 6, 4, 5
+
+  assert peak_bytes(_Fake(mem=Mem())) == 15
