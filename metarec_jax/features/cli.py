@@ -1,0 +1,37 @@
+"""``metarec features text DATA_PATH --field plot --out FILE.npy``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _text(args) -> int:
+  from metarec_jax.features.text import embed_item_text
+  from metarec_jax.models.text import TextExtraMissing
+  fields = [f.strip() for f in args.field.split(",") if f.strip()]
+  try:
+    meta = embed_item_text(args.data_path, fields, args.out, model=args.model, batch_size=args.batch_size,
+                           dtype=args.dtype, progress=not args.no_progress)
+  except TextExtraMissing as e:
+    print(f"metarec: error: {e}", file=sys.stderr)
+    return 2
+  print(f"embedded {meta['rows']} items ({'+'.join(meta['fields'])}, {meta['empty_texts']} without text) "
+        f"with {meta['model']} in {meta['seconds']:.1f} s: {args.out} [{meta['rows']}, {meta['width']}]")
+  return 0
+
+
+def add_features_command(subparsers: argparse._SubParsersAction) -> None:
+  """Adds ``features`` (verb ``text``) to the ``metarec`` command line."""
+  features = subparsers.add_parser("features", help="precompute item features (text embeddings)")
+  verbs = features.add_subparsers(dest="verb", required=True)
+  text = verbs.add_parser("text", help="embed item text with a pretrained sentence encoder (needs .[text])")
+  text.add_argument("data_path", help="MeLU's ML-1M release folder (movies_extrainfos.dat)")
+  text.add_argument("--field", default="plot",
+                    help="text column(s), comma-separated and joined: title, plot, genre, ... (default plot)")
+  text.add_argument("--out", required=True, help="output .npy (a .json description is written beside it)")
+  text.add_argument("--model", default="all-MiniLM-L6-v2", help="encoder name or folder")
+  text.add_argument("--batch-size", type=int, default=64)
+  text.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+  text.add_argument("--no-progress", action="store_true")
+  text.set_defaults(func=_text)
