@@ -1,0 +1,36 @@
+"""The real-data experiment files: their configs validate and their data prepares."""
+
+from __future__ import annotations
+
+import pathlib
+import warnings
+
+import pytest
+
+from metarec_jax import config as cfg_lib
+from metarec_jax.data.parsing import DataWarning
+from tests.conftest import data_dir
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["melu_ml100k", "maml_recbole"])
+def test_config_validates(name):
+  config = cfg_lib.load_experiment(ROOT / "experiments" / f"{name}.py")
+  cfg_lib.validate(config)
+  assert config.data.path == ""  # given on the command line
+
+
+@pytest.mark.parametrize("name,folder,tasks", [
+    ("melu_ml100k", "ml-100k", {"train": 294, "warm": 37, "user_cold": 86, "item_cold": 424, "user_item_cold": 125}),
+    ("maml_recbole", "ml-100k/recbole_atomic", {"train": 466, "user_cold": 58}),
+])
+def test_prepares_on_real_data(name, folder, tasks):
+  from metarec_jax import experiment
+  config = cfg_lib.load_experiment(ROOT / "experiments" / f"{name}.py")
+  config = cfg_lib.apply_overrides(config, [f"data.path={data_dir(folder)}"])
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DataWarning)
+    prep = experiment.prepare(config, 0)
+  got = {"train": prep.train.num_tasks, **{s: b.num_tasks for s, b in prep.test_batches.items()}}
+  assert got == tasks
