@@ -163,7 +163,7 @@ def build_model(config: ml_collections.ConfigDict, data: Dataset, offset: float)
   return RecModel(user_specs=tuple(user_specs), item_specs=tuple(item_specs), embed_dim=m.embed_dim,
                   user_mlp=tuple(m.user_mlp), item_mlp=tuple(m.item_mlp), head=m.head,
                   head_hidden=tuple(m.head_hidden), offset=0.0 if m.residual else offset,
-                  support_vector=m.support_vector, dtype=jnp.dtype(m.dtype))
+                  support_vector=m.support_vector, dtype=None if m.dtype == "float32" else jnp.dtype(m.dtype))
 
 
 _EMPTY = Interactions(np.zeros(1, np.int32), np.zeros(1, np.int32), np.ones(1, np.float32))

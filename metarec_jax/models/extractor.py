@@ -24,7 +24,7 @@ class FieldEmbedding(nn.Module):
 
   specs: Sequence[FieldSpec]
   dim: int
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, columns: dict[str, jax.Array]) -> jax.Array:
@@ -38,7 +38,8 @@ class FieldEmbedding(nn.Module):
         mask = (x > 0)[..., None].astype(vecs.dtype)
         parts.append((vecs * mask).sum(-2) / jnp.maximum(mask.sum(-2), 1.0))
       elif spec.kind == "dense":
-        parts.append(nn.Dense(self.dim, dtype=self.dtype, name=spec.name)(x.astype(jnp.float32)))
+        x = x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+        parts.append(nn.Dense(self.dim, dtype=self.dtype, name=spec.name)(x))
       else:
         raise ValueError(f"field {spec.name!r}: unknown kind {spec.kind!r}")
     return jnp.concatenate(parts, axis=-1)
@@ -49,7 +50,7 @@ class MLP(nn.Module):
 
   sizes: Sequence[int]
   final_activation: bool = True
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -77,7 +78,7 @@ class Extractor(nn.Module):
   embed_dim: int = 32
   user_mlp: Sequence[int] = ()
   item_mlp: Sequence[int] = ()
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   def setup(self):
     self.user = FieldEmbedding(self.user_specs, self.embed_dim, self.dtype)

@@ -27,7 +27,7 @@ class MLPHead(nn.Module):
 
   hidden: Sequence[int] = (64, 64)
   offset: float = 0.0
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, f_u: jax.Array, f_i: jax.Array) -> jax.Array:
@@ -35,7 +35,9 @@ class MLPHead(nn.Module):
     x = jnp.concatenate([f_u, f_i], axis=-1)
     for i, size in enumerate(self.hidden):
       x = nn.relu(nn.Dense(size, dtype=self.dtype, name=f"dense_{i}")(x))
-    out = nn.Dense(1, dtype=jnp.float32, name="out", bias_init=nn.initializers.constant(self.offset))(x)
+    # dtype=None: computed in the promoted dtype of input and params (float32
+    # for bfloat16 inputs, float64 under x64), so the score is never bfloat16.
+    out = nn.Dense(1, dtype=None, name="out", bias_init=nn.initializers.constant(self.offset))(x)
     return out[..., 0]
 
 

@@ -52,7 +52,7 @@ class RecModel(nn.Module):
   head_hidden: Sequence[int] = (64, 64)
   offset: float = 0.0
   support_vector: bool = False
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, user_cols: dict[str, jax.Array], item_cols: dict[str, jax.Array],
@@ -91,7 +91,9 @@ class RecModel(nn.Module):
       head = DotHead(self.offset, name="head")
     else:
       raise ValueError(f"unknown head {self.head!r}; choose one of {HEADS}")
-    return head(f_u.astype(jnp.float32), f_i.astype(jnp.float32)) if self.head != "mlp" else head(f_u, f_i)
+    if self.head != "mlp":  # bilinear heads: at least float32 for the score
+      f_u, f_i = (x.astype(jnp.promote_types(x.dtype, jnp.float32)) for x in (f_u, f_i))
+    return head(f_u, f_i)
 
 
 def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5.0) -> PredictFn:
