@@ -5,3 +5,12 @@ from metarec_jax.data.splits import SCENARIOS, ScenarioSplit, make_split, split_
 from metarec_jax.data.synthetic import SyntheticSpec, make_synthetic
 from metarec_jax.data.tasks import (Features, TaskBatch, TaskSet, build_taskset, features_from_tables,
                                     merge_support_query, pad_batch, sample_batch, split_tasks)
+from metarec_jax.data.derived import derived_columns, hide_items
+from metarec_jax.data.download import DownloadError
+from metarec_jax.data.info import dataset_info
+from metarec_jax.data.melu import load_melu
+from metarec_jax.data.movielens import load_ml100k, load_ml1m, load_movielens
+from metarec_jax.data.recbole import load_recbole
+from metarec_jax.data.registry import DATASETS, load_dataset, register
+from metarec_jax.data.splits import PROTOCOLS
+from metarec_jax.data.parsing import DataError, DataWarning, MissingDataFile
