@@ -106,3 +106,30 @@ def test_melu_cache_matches_the_real_encoder(melu_dir, tmp_path):
   assert got.shape == (3, 384) and meta["rows"] == 3
   np.testing.assert_allclose(got, encoder.encode(item_texts(melu_dir, ["title", "plot"])[1], batch_size=4),
                              atol=1e-6)
+
+
+def test_experiment_uses_text_field_and_freezes_its_projection(tmp_path):
+  from metarec_jax import default_config
+  if "text_features" not in default_config().model or "freeze" not in default_config().model:
+    pytest.skip("the engine hooks model.text_features / model.freeze are not in this tree")
+  import jax
+  from metarec_jax import experiment
+  from tests.conftest import tiny_config
+  c = tiny_config()
+  c.methods = ("maml",)
+  c.eval.scenarios = ("warm",)
+  data = experiment.load_dataset(c.data)
+  np.save(tmp_path / "t.npy", np.random.default_rng(0).normal(size=(data.num_items, 6)).astype(np.float32))
+  c.model.text_features = str(tmp_path / "t.npy")
+  c.model.freeze = "extractor/item/text_emb"
+  prep = experiment.prepare(c, 0)
+  assert TEXT_FIELD in prep.features.item
+  outcome = experiment.train_method(c, prep, "maml", 0, progress=False)
+  kernel = outcome.params["model"]["extractor"]["item"][TEXT_FIELD]["kernel"]
+  assert kernel.shape == (6, c.model.embed_dim)
+  k_init = jax.random.split(experiment.method_key(0, "maml"))[0]
+  init = experiment.init_params(outcome.model, prep.features, k_init)
+  np.testing.assert_array_equal(kernel, init["extractor"]["item"][TEXT_FIELD]["kernel"])
+  moved = outcome.params["model"]["extractor"]["item"]
+  assert any(not np.array_equal(moved[k]["embedding"], init["extractor"]["item"][k]["embedding"])
+             for k in moved if "embedding" in moved[k])
