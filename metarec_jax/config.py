@@ -76,6 +76,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.bias_reg = 5.0             # shrinkage of the support user bias (residual models)
   c.model.item_mean_reg = 5.0        # shrinkage of item means toward the global mean
   c.model.dtype = "float32"          # compute dtype; bfloat16 = mixed precision (params stay float32)
+  c.model.extractor = "fields"       # fields (embeddings + MLP towers) | transformer (FT-Transformer over fields)
+  c.model.transformer = ml_collections.ConfigDict(dict(   # used when model.extractor = transformer
+      size="small", dim=32, depth=2, heads=4, mlp_ratio=2, out_dim=0, pool="cls", remat=False))
+  c.model.text_features = ""         # .npy from `metarec features text`: adds the dense item field text_emb
+  c.model.freeze = ""                # regex over param paths that the outer loop does not train
 
   c.meta = ml_collections.ConfigDict()
   c.meta.learner = "maml"            # learner used by a method named after no learner
@@ -293,6 +298,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
       problems.append(f"method {method}: model.dtype must be float32, bfloat16 or float16, got {mc.model.dtype!r}")
     if mc.train.devices < 0:
       problems.append(f"method {method}: train.devices must be >= 0, got {mc.train.devices}")
+    if mc.model.extractor not in ("fields", "transformer"):
+      problems.append(f"method {method}: model.extractor must be fields or transformer, got {mc.model.extractor!r}")
     if mc.model.head not in HEADS:
       problems.append(f"method {method}: model.head {mc.model.head!r} unknown; known: {HEADS}")
   if problems:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import re
 import time
 import zlib
 from typing import Any, Callable
@@ -21,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
@@ -32,6 +34,7 @@ from metarec_jax.data.splits import ScenarioSplit, make_split
 from metarec_jax.data.tasks import Features, TaskSet, build_taskset, features_from_tables, split_tasks
 from metarec_jax.eval.baselines import RatingStats, predict_global_mean, predict_item_mean_user_bias
 from metarec_jax.eval.evaluate import make_adapted_predictor, predict_in_chunks, score
+from metarec_jax.meta.inner import flatten, unflatten
 from metarec_jax.meta.learners import LearnerSpec, init_meta_params, learner_spec
 from metarec_jax.meta.step import (MetaTrainState, init_state, make_meta_train_step, make_optimizer, replicate,
                                    task_mesh)
@@ -102,7 +105,7 @@ def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None =
   are drawn once per seed, so every method sees the same ones.
   """
   d = config.data
-  data = data if data is not None else load_dataset(d)
+  data = data if data is not None else with_model_inputs(load_dataset(d), config)
   split = make_split(data, d.protocol, seed, valid_share=d.valid_share, warm_test_share=d.warm_test_share)
   u_cols, _, i_cols, _, _ = derived_columns(split.train, data.num_users, data.num_items, config.model.item_mean_reg)
   features = features_from_tables(data.users, data.items)
@@ -163,7 +166,43 @@ def build_model(config: ml_collections.ConfigDict, data: Dataset, offset: float)
   return RecModel(user_specs=tuple(user_specs), item_specs=tuple(item_specs), embed_dim=m.embed_dim,
                   user_mlp=tuple(m.user_mlp), item_mlp=tuple(m.item_mlp), head=m.head,
                   head_hidden=tuple(m.head_hidden), offset=0.0 if m.residual else offset,
-                  support_vector=m.support_vector, dtype=None if m.dtype == "float32" else jnp.dtype(m.dtype))
+                  support_vector=m.support_vector, dtype=None if m.dtype == "float32" else jnp.dtype(m.dtype),
+                  extractor=m.extractor, transformer=_transformer_spec(m))
+
+
+def _transformer_spec(m: ml_collections.ConfigDict):
+  if m.extractor != "transformer":
+    return None
+  from metarec_jax.models.field_transformer import TransformerSpec
+  spec = TransformerSpec.from_config(m.transformer)
+  spec.check()
+  return spec
+
+
+def with_model_inputs(data: Dataset, config: ml_collections.ConfigDict) -> Dataset:
+  """Adds the inputs the model config asks for that the data set lacks (text embeddings)."""
+  if config.model.text_features:
+    from metarec_jax.features.text import add_text_field
+    data = add_text_field(data, config.model.text_features)
+  return data
+
+
+def freeze_labels(params: Any, pattern: str) -> Any:
+  """``"freeze"`` for the model params whose path matches ``pattern``, else ``"train"``.
+
+  Raises:
+    ConfigError: the pattern matches nothing (the message lists the paths).
+  """
+  rx = re.compile(pattern)
+  flat = flatten(params["model"])
+  frozen = {k for k in flat if rx.search(k)}
+  if not frozen:
+    raise cfg_lib.ConfigError(f"model.freeze={pattern!r} matches no parameter; paths are: {sorted(flat)}")
+  labels = {"model": unflatten({k: ("freeze" if k in frozen else "train") for k in flat})}
+  for key in params:
+    if key != "model":
+      labels[key] = jax.tree_util.tree_map(lambda _: "train", params[key])
+  return labels
 
 
 _EMPTY = Interactions(np.zeros(1, np.int32), np.zeros(1, np.int32), np.ones(1, np.float32))
@@ -258,6 +297,9 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
   params = init_meta_params(spec, init_params(model, prep.features, k_init))
   optimizer = make_optimizer(config.optimizer.name, config.optimizer.lr, config.optimizer.clip_norm,
                              config.optimizer.weight_decay)
+  if config.model.freeze:
+    optimizer = optax.multi_transform({"train": optimizer, "freeze": optax.set_to_zero()},
+                                      freeze_labels(params, config.model.freeze))
   state = init_state(params, optimizer, k_run)
   augment = None
   if t.item_cold_share > 0:
@@ -486,7 +528,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
   seeds = [config.seed + i for i in range(config.num_seeds)]
   say(f"metarec: {config.name}: seeds {seeds}, methods {list(config.methods)}, data {config.data.name} "
       f"({config.data.protocol}), query {config.data.query_size}, support {support_size(config.data)}")
-  data = load_dataset(config.data)
+  data = with_model_inputs(load_dataset(config.data), config)
   rows, curves = [], []
   for seed in seeds:
     prep = prepare(config, seed, data)

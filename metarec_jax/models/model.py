@@ -38,6 +38,8 @@ class RecModel(nn.Module):
     head_hidden: hidden sizes of the MLP head.
     offset: initial global bias (mean training rating; 0 for residual models).
     support_vector: add the support-set user vector to the user features.
+    extractor: ``fields`` (`Extractor`) or ``transformer``
+      (`field_transformer.FieldTransformerExtractor`, shaped by ``transformer``).
     dtype: compute dtype of embeddings and hidden layers (``jnp.bfloat16`` for
       mixed precision on accelerators); params, the scores and all losses stay
       float32.
@@ -53,6 +55,8 @@ class RecModel(nn.Module):
   offset: float = 0.0
   support_vector: bool = False
   dtype: Any = None
+  extractor: str = "fields"
+  transformer: Any = None  # field_transformer.TransformerSpec when extractor == "transformer"
 
   @nn.compact
   def __call__(self, user_cols: dict[str, jax.Array], item_cols: dict[str, jax.Array],
@@ -66,8 +70,15 @@ class RecModel(nn.Module):
         when ``support_vector`` is on.
       loo: the scored items are the support items, position for position.
     """
-    extractor = Extractor(self.user_specs, self.item_specs, self.embed_dim, self.user_mlp, self.item_mlp,
-                          dtype=self.dtype, name="extractor")
+    if self.extractor == "transformer":
+      from metarec_jax.models.field_transformer import FieldTransformerExtractor, TransformerSpec
+      extractor = FieldTransformerExtractor(self.user_specs, self.item_specs, self.transformer or TransformerSpec(),
+                                            dtype=self.dtype or jnp.float32, name="extractor")
+    elif self.extractor == "fields":
+      extractor = Extractor(self.user_specs, self.item_specs, self.embed_dim, self.user_mlp, self.item_mlp,
+                            dtype=self.dtype, name="extractor")
+    else:
+      raise ValueError(f"unknown extractor {self.extractor!r}; choose fields or transformer")
     f_u = extractor.embed_user(user_cols)
     f_i = extractor.embed_items(item_cols)
     if self.support_vector:
