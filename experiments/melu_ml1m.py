@@ -42,6 +42,7 @@ def get_config():
   c.train.eval_every = 50
   c.train.log_every = 50
   c.train.checkpoint_every = 250
+  c.eval.selection = "per_scenario"  # each scenario's model is selected on its own held-out users
   c.eval.finetune_lrs = (0.001, 0.003, 0.01, 0.03)
   c.eval.finetune_steps = (1, 5)
   c.methods = ("global_mean", "item_mean_user_bias", "pooled", "pooled_finetune", "melu1", "melu5", "maml",
