@@ -32,3 +32,17 @@ def test_distillation_lowers_the_students_feature_error(tmp_path):
     assert np.isfinite(v["student"]["mae"]) and abs(v["student"]["mae"] - v["teacher"]["mae"]) < 0.5
   saved = json.loads((tmp_path / "run" / "distill" / "anil__seed0.json").read_text())
   assert saved["feature_error_after"] == result["feature_error_after"]
+
+
+def test_extractor_of_rebuilds_the_models_extractor():
+  from metarec_jax.data import FieldSpec
+  from metarec_jax.distill import extractor_of, head_of
+  from metarec_jax.models import Extractor, MLPHead, RecModel
+  from metarec_jax.models.field_transformer import FieldTransformerExtractor, TransformerSpec
+  specs = (FieldSpec("g", "categorical", vocab_size=3),)
+  tiny = TransformerSpec.named("tiny")
+  ft = extractor_of(RecModel(specs, specs, extractor="transformer", transformer=tiny))
+  assert isinstance(ft, FieldTransformerExtractor) and ft.spec == tiny
+  plain = extractor_of(RecModel(specs, specs, embed_dim=3))
+  assert isinstance(plain, Extractor) and plain.embed_dim == 3
+  assert isinstance(head_of(RecModel(specs, specs, head_hidden=(5,))), MLPHead)
