@@ -1,7 +1,9 @@
 """Benchmark: scaling of the jitted meta-train step on the MeLU-shaped workload.
 
-Command:   python benchmarks/scaling.py [--sweep tasks|support|inner_steps|memory|all] [--peers] [--out DIR]
-Runtime:   each sweep about 1-3 minutes on a 2-core CPU (one compile per point); run them one at a time
+Command:   python benchmarks/scaling.py [--sweep tasks|support|inner_steps|memory|all] [--values 8,16,...]
+                                      [--peers] [--out DIR]
+Runtime:   about 15-40 s per point on a 2-core CPU (one compile of ~10 s each, more with --peers); run
+           the sweeps one at a time, long ones in parts with --values (rows merge by value)
 Output:    DIR/scaling.json, DIR/scaling.md (tables) and DIR/scaling.png (plot; needs matplotlib),
            DIR defaults to runs/bench; sweeps accumulate in the JSON, the tables and plot show all of them
 Measured:  see benchmarks/README.md
@@ -28,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
 
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--sweep", default="all", choices=SWEEPS + ("all",))
+  parser.add_argument("--values", help="comma-separated values of the swept knob (default: all of them)")
   parser.add_argument("--peers", action="store_true", help="time the PyTorch peers too")
   parser.add_argument("--peer-max-tasks", type=int, default=256)
   parser.add_argument("--repeats", type=int, default=3)
@@ -37,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
 
   base = WorkloadSpec(learner=args.learner)
+  values = tuple(int(v) for v in args.values.split(",")) if args.values else ()
   sweeps = SWEEPS if args.sweep == "all" else (args.sweep,)
   cpu = cpu_peak()
   new = {"meta": {"machine": f"{cpu['model']}, {cpu['cores']} cores, est. peak "
@@ -45,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
   for sweep in sweeps:
     print(f"sweep {sweep} (load average {os.getloadavg()[0]:.2f})", flush=True)
     if sweep == "memory":
-      new[sweep] = memory_sweep(dataclasses.replace(base, tasks=args.memory_tasks))
+      new[sweep] = memory_sweep(dataclasses.replace(base, tasks=args.memory_tasks), values)
     else:
-      new[sweep] = throughput_sweep(sweep, base, repeats=args.repeats, peers=args.peers,
+      new[sweep] = throughput_sweep(sweep, base, values=values, repeats=args.repeats, peers=args.peers,
                                     peer_max_tasks=args.peer_max_tasks)
   out = pathlib.Path(args.out)
   results = update(out, new)

@@ -57,6 +57,7 @@ class Scorer:
     params: the adapted model params.
     user_row: the user's feature row (field -> array).
     seen_items: ``[B]`` padded support item ids.
+    seen_ratings: ``[B]`` their ratings.
     seen_mask: ``[B]`` which of them are real.
   """
 
@@ -64,7 +65,12 @@ class Scorer:
   params: Any
   user_row: dict[str, np.ndarray]
   seen_items: np.ndarray
+  seen_ratings: np.ndarray
   seen_mask: np.ndarray
+
+  @property
+  def support(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return self.seen_items, self.seen_ratings, self.seen_mask
 
   @property
   def seen(self) -> np.ndarray:
@@ -74,7 +80,7 @@ class Scorer:
   def scores(self) -> np.ndarray:
     """Predicted ratings of every item, ``[num_items]`` (item id = index)."""
     r = self.recommender
-    return np.asarray(r._score_all(self.params, r.features.item, r.item_features, self.user_row))
+    return np.asarray(r._score_all(self.params, r.features.item, r.item_features, self.user_row, self.support))
 
   def top_k(self, k: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best-scored items, best first: ``(item ids [k], scores [k])``.
@@ -88,8 +94,8 @@ class Scorer:
     available = r.num_items - (len(np.unique(self.seen)) if exclude_seen else 0)
     if not 1 <= k <= available:
       raise ValueError(f"top_k: k must lie in [1, {available}], got {k}")
-    ids, vals = r._top_k(self.params, r.features.item, r.item_features, self.user_row, self.seen_items,
-                         self.seen_mask, np.bool_(exclude_seen), k=int(k))
+    ids, vals = r._top_k(self.params, r.features.item, r.item_features, self.user_row, self.support,
+                         np.bool_(exclude_seen), k=int(k))
     return np.asarray(ids), np.asarray(vals)
 
 
@@ -102,16 +108,27 @@ class Recommender:
     meta: meta params (``{"model": ..., ["inner_lr": ...]}``).
     features: device-resident user and item feature tables.
     inner_lr: inner rate used when adapting (the learner's, unless tuned).
+    residual: the model predicts residuals over the item-mean + user-bias
+      baseline (``model.residual``); ``bias_reg`` is the user bias shrinkage.
+    bias_reg: see ``residual``.
     name: method name (for messages).
     min_bucket: the shortest padded support length.
+
+  Scores are the engine's ``predict`` of the adapted params (with the support
+  set, for support-vector and residual models). For the plain MLP head whose
+  item tower does not adapt (MeLU, ANIL) the item features are computed once
+  at construction and the head's first layer is split into its user and item
+  halves: the same numbers, fewer FLOPs per user.
   """
 
   def __init__(self, model: RecModel, spec: LearnerSpec, meta: MetaParams, features: Features, *,
-               inner_lr: float | None = None, name: str = "", min_bucket: int = MIN_BUCKET):
+               inner_lr: float | None = None, residual: bool = False, bias_reg: float = 5.0, name: str = "",
+               min_bucket: int = MIN_BUCKET):
     self.model = model
     self.spec = spec
     self.meta = meta
     self.features = features
+    self.predict = make_predict(model, residual=residual, bias_reg=bias_reg)
     self.inner_lr = spec.inner_lr if inner_lr is None else float(inner_lr)
     self.name = name or spec.name
     self.min_bucket = min_bucket
@@ -119,7 +136,7 @@ class Recommender:
     self.num_items = int(next(iter(features.item.values())).shape[0])
     self.num_users = int(next(iter(features.user.values())).shape[0])
     self._user_tables = {s.name: np.asarray(features.user[s.name]) for s in self.user_fields}
-    predict = make_predict(model)
+    predict = self.predict
     all_items = jnp.arange(self.num_items, dtype=jnp.int32)
     extractor = Extractor(model.user_specs, model.item_specs, model.embed_dim, tuple(model.user_mlp),
                           tuple(model.item_mlp))
@@ -127,7 +144,8 @@ class Recommender:
     adapted, _ = partition(meta["model"], spec.adapt)
     # The item tower does not adapt for most learners (MeLU / ANIL adapt the head):
     # then every item's features are computed once here, not once per user.
-    self.caches_items = not any(k.startswith("extractor/item") for k in adapted)
+    plain = not residual and not getattr(model, "support_vector", False) and getattr(model, "dtype", None) is None
+    self.caches_items = plain and not any(k.startswith("extractor/item") for k in adapted)
 
     def one_user(item_tables, user_row):
       return Features(user={k: v[None] for k, v in user_row.items()}, item=item_tables)
@@ -143,19 +161,18 @@ class Recommender:
                              ratings, mask, inner_lr=lr)
       return params
 
-    def score_all(params, item_tables, item_features, user_row):
-      if self.caches_items:
-        f_u, _ = towers(params, item_tables, user_row, all_items[:1])
-        f_i = item_features
-      else:
-        f_u, f_i = towers(params, item_tables, user_row, all_items)
+    def score_all(params, item_tables, item_features, user_row, support):
+      if not self.caches_items:  # the engine's predict, all items at once
+        return predict(params, one_user(item_tables, user_row), jnp.int32(0), all_items, support)
+      f_u, _ = towers(params, item_tables, user_row, all_items[:1])
       if model.head == "mlp":
-        return _mlp_scores(params["head"], len(model.head_hidden), f_u, f_i)
-      return head.apply({"params": params["head"]}, f_u, f_i)
+        return _mlp_scores(params["head"], len(model.head_hidden), f_u, item_features)
+      return head.apply({"params": params["head"]}, f_u, item_features)
 
     @functools.partial(jax.jit, static_argnames=("k",))
-    def top_k(params, item_tables, item_features, user_row, seen_items, seen_mask, exclude, *, k):
-      scores = score_all(params, item_tables, item_features, user_row)
+    def top_k(params, item_tables, item_features, user_row, support, exclude, *, k):
+      scores = score_all(params, item_tables, item_features, user_row, support)
+      seen_items, _, seen_mask = support
       drop = jnp.where(seen_mask & exclude, seen_items, self.num_items)  # out of range: dropped
       scores = scores.at[drop].set(-jnp.inf, mode="drop")
       vals, ids = jax.lax.top_k(scores, k)
@@ -211,7 +228,9 @@ class Recommender:
     spec, inner_lr = outcome.spec, None
     if method == "pooled_finetune":
       spec, inner_lr = _finetune_spec(wd, seed, mc)
-    return cls(outcome.model, spec, outcome.params, prep.features, inner_lr=inner_lr, name=method, **kwargs)
+    return cls(outcome.model, spec, outcome.params, prep.features, inner_lr=inner_lr,
+               residual=bool(mc.model.get("residual", False)), bias_reg=float(mc.model.get("bias_reg", 5.0)),
+               name=method, **kwargs)
 
   # ------------------------------------------------------------------ serving
 
@@ -262,18 +281,28 @@ class Recommender:
     row = self.user_row(user_id, user_features)
     params = self._adapt(self.meta, self.features.item, row, padded_items, padded_ratings, mask,
                          np.float32(self.inner_lr))
-    return Scorer(self, params, row, padded_items, mask)
+    return Scorer(self, params, row, padded_items, padded_ratings, mask)
 
 
 def _finetune_spec(wd: pathlib.Path, seed: int, mc) -> tuple[LearnerSpec, float]:
-  """The fine-tuning steps and rate ``pooled_finetune`` chose on validation users."""
+  """The fine-tuning steps and rate ``pooled_finetune`` chose on the main validation users.
+
+  Read from the run's ``parts/pooled_finetune__seed<seed>.json``: the setting
+  with the lowest validation MAE among those tried (the first on ties, as the
+  tuner keeps it).
+  """
+  from metarec_jax.experiment import MAIN_VALID
   part = wd / "parts" / f"pooled_finetune__seed{seed}.json"
   if not part.exists():
     raise FileNotFoundError(f"{part} does not exist: the run has not finished pooled_finetune for seed {seed}")
   sel = json.loads(part.read_text())["selection"]
-  spec = learner_spec("maml", inner_lr=sel["finetune_lr"], inner_steps=sel["finetune_steps"],
-                      adapt=mc.meta.adapt or "all")
-  return spec, float(sel["finetune_lr"])
+  sel = sel.get(MAIN_VALID, sel)
+  tried = sel["tried"]
+  setting = min(tried, key=lambda k: tried[k])  # "steps=S,lr=R"
+  values = dict(kv.split("=") for kv in setting.split(","))
+  steps, lr = int(values["steps"]), float(values["lr"])
+  spec = learner_spec("maml", inner_lr=lr, inner_steps=steps, adapt=mc.meta.adapt or "all")
+  return spec, lr
 
 
 def _head_module(model: RecModel):

@@ -11,10 +11,11 @@ import pytest
 
 from metarec_jax import experiment
 from metarec_jax.cli import main
-from metarec_jax.data.tasks import TaskBatch
+from metarec_jax.data.derived import ITEM_MEAN
+from metarec_jax.data.tasks import Features, TaskBatch
 from metarec_jax.eval.evaluate import make_adapted_predictor
 from metarec_jax.meta.learners import init_meta_params, learner_spec
-from metarec_jax.models.model import RecModel, init_params, make_predict
+from metarec_jax.models.model import RecModel, init_params
 from metarec_jax.serving import Recommender, bucket_length
 from tests.conftest import tiny_config
 
@@ -22,7 +23,7 @@ from tests.conftest import tiny_config
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
   c = tiny_config()
-  c.methods = ("global_mean", "anil")
+  c.methods = ("global_mean", "anil", "pooled_finetune")
   wd = tmp_path_factory.mktemp("serving") / "wd"
   experiment.run(c, wd, progress=False, verbose=False)
   return wd
@@ -41,7 +42,7 @@ def engine_predictions(rec: Recommender, user: int, items, ratings, query) -> np
                     query_items=jnp.asarray([query], jnp.int32),
                     query_ratings=jnp.zeros((1, len(query)), jnp.float32),
                     query_mask=jnp.ones((1, len(query)), bool))
-  predictor = make_adapted_predictor(rec.spec, make_predict(rec.model))
+  predictor = make_adapted_predictor(rec.spec, rec.predict)
   return np.asarray(predictor(rec.meta, rec.features, batch, rec.inner_lr))[0]
 
 
@@ -125,6 +126,28 @@ def test_adapting_the_item_tower_and_other_heads_match_the_engine(tiny_setup, ti
   meta = init_meta_params(spec, init_params(model, features, jax.random.PRNGKey(0)))
   rec = Recommender(model, spec, meta, features)
   assert not rec.caches_items
+  check_against_engine(rec)
+
+
+def test_residual_support_vector_models_score_with_the_support_set(tiny_setup, tiny_data):
+  _, _, _, features, _, _ = tiny_setup
+  n = tiny_data.num_items
+  features = Features(user=features.user, item={**features.item, ITEM_MEAN: jnp.linspace(2.5, 4.5, n)})
+  model = RecModel(tiny_data.users.specs, tiny_data.items.specs, embed_dim=3, head_hidden=(5,),
+                   support_vector=True)
+  spec = learner_spec("anil", inner_lr=0.1, inner_steps=1)
+  meta = init_meta_params(spec, init_params(model, features, jax.random.PRNGKey(1)))
+  rec = Recommender(model, spec, meta, features, residual=True)
+  assert not rec.caches_items  # the user side depends on the support set: the engine's predict
+  check_against_engine(rec)
+
+
+def test_load_pooled_finetune_uses_the_tuned_steps_and_rate(tiny_run):
+  rec = Recommender.load(tiny_run, method="pooled_finetune")
+  part = json.loads((tiny_run / "parts" / "pooled_finetune__seed0.json").read_text())
+  sel = part["selection"]["valid"]
+  assert rec.inner_lr == sel["finetune_lr"] and rec.spec.inner_steps == 1  # tiny_config tries 1 step
+  assert rec.spec.adapt == "all" and not rec.caches_items
   check_against_engine(rec)
 
 

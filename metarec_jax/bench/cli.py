@@ -34,7 +34,10 @@ def _meta_step(args) -> int:
   if args.inner_steps < 0:
     raise ConfigError(f"--inner-steps must be >= 0, got {args.inner_steps}")
   spec = WorkloadSpec(tasks=args.tasks, support=args.support, query=args.query, inner_steps=args.inner_steps,
-                      learner=args.learner, remat=args.remat, seed=args.seed)
+                      learner=args.learner, remat=args.remat, tasks_per_chunk=args.tasks_per_chunk,
+                      seed=args.seed)
+  if args.tasks_per_chunk < 0 or (args.tasks_per_chunk and args.tasks % args.tasks_per_chunk):
+    raise ConfigError(f"--tasks-per-chunk={args.tasks_per_chunk} must divide --tasks={args.tasks}")
   log = lambda s: print(f"[bench] {s}", file=sys.stderr)
   result = bench_meta_step(spec, repeats=args.repeats, peers=not args.no_peers,
                            torch_threads=args.torch_threads, log=log)
@@ -80,6 +83,8 @@ def add_bench_command(subparsers) -> argparse.ArgumentParser:
   ms.add_argument("--torch-threads", type=int, default=0,
                   help="PyTorch threads (default: the faster of 1 and all cores, per peer)")
   ms.add_argument("--remat", action="store_true", help="rematerialise the inner steps")
+  ms.add_argument("--tasks-per-chunk", type=int, default=0,
+                  help="map over chunks of this many vmapped tasks (the engine's meta.tasks_per_chunk)")
   ms.add_argument("--seed", type=int, default=0)
   ms.set_defaults(func=_meta_step)
   sv = sub.add_parser(

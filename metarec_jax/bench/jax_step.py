@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -46,10 +47,16 @@ class JaxMetaStep:
   The step draws its task batch inside, from the device-resident task set,
   as in training; the state is donated and carried from call to call.
 
+  XLA's cost analysis counts the body of a loop once, whatever its trip
+  count, so for ``k > 1`` inner steps (a ``lax.scan``) the FLOPs are corrected:
+  ``cost(k) + (k - 1) × (cost(1 step) - cost(0 steps))``, the one-step
+  difference taken from the lowered (unoptimised) steps, which need no compile.
+
   Attributes:
     workload: the workload.
     compile_s: seconds to trace, lower and compile (after `compile`).
     flops: FLOPs of one step from XLA's cost analysis (None if unavailable).
+    flops_method: how ``flops`` was obtained.
     peak_bytes: XLA's estimate of the memory one step needs (None if unavailable).
   """
 
@@ -57,13 +64,28 @@ class JaxMetaStep:
     w = workload
     self.workload = workload
     self.optimizer = make_optimizer("adam", w.spec.outer_lr)
-    self.step_fn = make_meta_train_step(w.learner, w.predict, self.optimizer, tasks_per_batch=w.spec.tasks,
-                                        query_size=w.spec.query, support_size=w.spec.support)
+    self.step_fn = self._make_step(w.learner)
     self.state = init_state(w.meta, self.optimizer, jax.random.PRNGKey(seed))
+    self.flops_method = "xla cost analysis of the compiled step"
     self.compiled = None
     self.compile_s = None
     self.flops = None
     self.peak_bytes = None
+
+  def _make_step(self, learner):
+    w = self.workload
+    return make_meta_train_step(learner, w.predict, self.optimizer, tasks_per_batch=w.spec.tasks,
+                                query_size=w.spec.query, support_size=w.spec.support,
+                                tasks_per_chunk=w.spec.tasks_per_chunk)
+
+  def _inner_step_flops(self) -> float | None:
+    """FLOPs one inner step adds: lowered cost with 1 inner step less that with 0."""
+    w = self.workload
+    costs = []
+    for steps in (0, 1):
+      fn = self._make_step(dataclasses.replace(w.learner, inner_steps=steps))
+      costs.append(cost_flops(fn.lower(self.state, w.tasks, w.features)))
+    return None if None in costs else costs[1] - costs[0]
 
   def compile(self) -> float:
     """Traces, lowers and compiles the step; returns the seconds it took."""
@@ -72,6 +94,15 @@ class JaxMetaStep:
     self.compiled = self.step_fn.lower(self.state, w.tasks, w.features).compile()
     self.compile_s = time.perf_counter() - start
     self.flops = cost_flops(self.compiled)
+    k = w.learner.inner_steps
+    if self.flops is not None and k > 1:
+      per_step = self._inner_step_flops()
+      if per_step is None:
+        self.flops, self.flops_method = None, "unavailable (no cost analysis of the lowered step)"
+      else:
+        self.flops += (k - 1) * per_step
+        self.flops_method = (f"xla cost analysis of the compiled step + {k - 1} x one inner step's "
+                             "FLOPs (xla counts a loop body once)")
     self.peak_bytes = peak_bytes(self.compiled)
     return self.compile_s
 

@@ -10,6 +10,7 @@ draws a fresh batch inside every step: slightly more work, not less).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 from typing import Any, Callable
@@ -51,7 +52,7 @@ def best_threads(run: Runner, candidates: list[int]) -> int:
 
 
 def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
-                    torch_threads: int = 0, target_s: float = 0.3,
+                    torch_threads: int = 0, target_s: float = 0.3, chunks: tuple[int, ...] = (),
                     log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
   """Times the jitted meta-train step (and the PyTorch peers) on a MeLU-shaped workload.
 
@@ -62,6 +63,8 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
     torch_threads: PyTorch intra-op threads; 0 picks the faster of 1 and all
       cores for each peer during warm-up.
     target_s: seconds one timed repeat should take (sets steps per repeat).
+    chunks: also time the JAX step with these ``tasks_per_chunk`` values (those
+      below ``spec.tasks`` that divide it), in the same interleaving.
     log: progress messages.
 
   Returns:
@@ -77,6 +80,14 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
   log("compiling the JAX step")
   step.compile()
   runners: dict[str, Runner] = {"jax": step.run}
+  chunked: dict[int, JaxMetaStep] = {}
+  for chunk in chunks:
+    if 0 < chunk < spec.tasks and spec.tasks % chunk == 0 and chunk != spec.tasks_per_chunk:
+      log(f"compiling the JAX step with tasks_per_chunk={chunk}")
+      chunked[chunk] = JaxMetaStep(make_workload(dataclasses.replace(spec, tasks_per_chunk=chunk)),
+                                   seed=spec.seed)
+      chunked[chunk].compile()
+      runners[f"jax_chunk{chunk}"] = chunked[chunk].run
   peer_info: dict[str, dict] = {}
   skipped = None
   if peers:
@@ -106,6 +117,7 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
       "workload": {**spec.describe(), "params": workload.num_params()},
       "step_ms": jax_s * 1e3,
       "flops_per_step": step.flops,
+      "flops_method": step.flops_method,
       "peak_gflops_per_s": cpu["peak_gflops_per_s"],
       "share_of_peak": gflops / cpu["peak_gflops_per_s"] if gflops and cpu["peak_gflops_per_s"] else None,
       "xla_peak_memory_mb": step.peak_bytes / 2**20 if step.peak_bytes is not None else None,
@@ -121,6 +133,11 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
     result["peers"][name] = {"tasks_per_s": spec.tasks / peer_s, "step_ms": peer_s * 1e3,
                              "jax_speedup": peer_s / jax_s,
                              "steps_per_repeat": timings[name]["steps_per_repeat"], **info}
+  if chunked:
+    result["chunked"] = {str(c): {"tasks_per_s": spec.tasks / timings[f"jax_chunk{c}"]["step_s"],
+                                  "step_ms": timings[f"jax_chunk{c}"]["step_s"] * 1e3, "compile_s": s.compile_s,
+                                  "xla_peak_memory_mb": s.peak_bytes / 2**20 if s.peak_bytes is not None else None}
+                         for c, s in chunked.items()}
   if skipped:
     result["peers_skipped"] = skipped
   return result
@@ -138,6 +155,9 @@ def summary(result: dict[str, Any]) -> str:
   lines.append(f"  jax         {result['tasks_per_s']:10,.0f} tasks/s  {result['step_ms']:9.2f} ms/step  "
                f"compile {result['compile_s']:.1f} s  "
                + (f"{flops:.1f} GFLOP/s{share}" if flops else "GFLOP/s unavailable"))
+  for chunk, c in result.get("chunked", {}).items():
+    lines.append(f"  jax chunk{chunk:<4}{c['tasks_per_s']:10,.0f} tasks/s  {c['step_ms']:9.2f} ms/step  "
+                 f"compile {c['compile_s']:.1f} s  (meta.tasks_per_chunk={chunk})")
   for name, p in result["peers"].items():
     lines.append(f"  {name:<11} {p['tasks_per_s']:10,.0f} tasks/s  {p['step_ms']:9.2f} ms/step  "
                  f"{p['threads']} thread(s)   jax is {p['jax_speedup']:.1f}x faster")

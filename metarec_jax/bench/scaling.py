@@ -32,30 +32,40 @@ SWEEPS = tuple(THROUGHPUT) + ("memory",)
 TITLES = {"tasks": "tasks per batch", "support": "support size", "inner_steps": "inner steps"}
 
 
-def throughput_sweep(knob: str, base: WorkloadSpec, *, repeats: int = 3, peers: bool = False,
-                     peer_max_tasks: int = 256, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-  """tasks/s of the JAX step (and the peers, up to ``peer_max_tasks`` tasks) along one knob."""
+def throughput_sweep(knob: str, base: WorkloadSpec, *, values: tuple[int, ...] = (), repeats: int = 3,
+                     peers: bool = False, peer_max_tasks: int = 256, chunk: int = 32,
+                     log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+  """tasks/s of the JAX step (and the peers, up to ``peer_max_tasks`` tasks) along one knob.
+
+  ``values`` defaults to the knob's values in `THROUGHPUT`. Batches larger
+  than ``chunk`` tasks are also timed with ``tasks_per_chunk=chunk``.
+  """
   rows = []
-  for value in THROUGHPUT[knob]:
+  for value in values or THROUGHPUT[knob]:
     spec = dataclasses.replace(base, **{knob: value})
     with_peers = peers and spec.tasks <= peer_max_tasks
-    r = bench_meta_step(spec, repeats=repeats, peers=with_peers, target_s=0.2)
+    r = bench_meta_step(spec, repeats=repeats, peers=with_peers, target_s=0.2, chunks=(chunk,) if chunk else ())
     row = {knob: value, "tasks_per_s": r["tasks_per_s"], "step_ms": r["step_ms"], "compile_s": r["compile_s"],
            "gflops_per_s": r["gflops_per_s"], "flops_per_step": r["flops_per_step"],
            "load_avg": r["machine"]["load_avg_after"]}
+    for c, v in r.get("chunked", {}).items():
+      row["chunk"] = int(c)
+      row["chunked_tasks_per_s"] = v["tasks_per_s"]
     for name, p in r["peers"].items():
       row[f"{name}_tasks_per_s"] = p["tasks_per_s"]
       row[f"{name}_speedup"] = p["jax_speedup"]
-    log(f"  {knob}={value}: {row['tasks_per_s']:,.0f} tasks/s" + "".join(
+    chunked = f" (chunks of {row['chunk']}: {row['chunked_tasks_per_s']:,.0f})" if "chunk" in row else ""
+    log(f"  {knob}={value}: {row['tasks_per_s']:,.0f} tasks/s{chunked}" + "".join(
         f", {n} {p['tasks_per_s']:,.0f} ({p['jax_speedup']:.1f}x)" for n, p in r["peers"].items()))
     rows.append(row)
   return rows
 
 
-def memory_sweep(base: WorkloadSpec, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def memory_sweep(base: WorkloadSpec, values: tuple[int, ...] = (),
+                 log: Callable[[str], None] = print) -> list[dict[str, Any]]:
   """XLA's peak memory of the compiled step against inner steps, without and with remat."""
   rows = []
-  for steps in MEMORY_STEPS:
+  for steps in values or MEMORY_STEPS:
     row: dict[str, Any] = {"inner_steps": steps, "tasks": base.tasks}
     for remat in (False, True):
       step = JaxMetaStep(make_workload(dataclasses.replace(base, inner_steps=steps, remat=remat)))
@@ -82,13 +92,17 @@ def markdown(results: dict[str, Any]) -> str:
     if not rows:
       continue
     peers = [p for p in ("torch_loop", "torch_func") if any(f"{p}_tasks_per_s" in r for r in rows)]
+    chunks = sorted({r["chunk"] for r in rows if "chunk" in r})
     head = [TITLES[knob], "JAX tasks/s", "ms/step", "GFLOP/s", "compile s"]
+    head += [f"JAX, chunks of {c}" for c in chunks[:1]]
     head += [f"{p} tasks/s (JAX ×)" for p in peers]
     out += [f"## tasks/s against {TITLES[knob]}", "", "| " + " | ".join(head) + " |",
             "|" + "---|" * len(head)]
     for r in rows:
       cells = [str(r[knob]), _fmt(r["tasks_per_s"]), _fmt(r["step_ms"], ".2f"), _fmt(r["gflops_per_s"], ".1f"),
                _fmt(r["compile_s"], ".1f")]
+      if chunks:
+        cells.append(_fmt(r.get("chunked_tasks_per_s")))
       for p in peers:
         t = r.get(f"{p}_tasks_per_s")
         cells.append("–" if t is None else f"{t:,.0f} ({r[f'{p}_speedup']:.1f}×)")
@@ -127,6 +141,9 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> bool:
     else:
       x = [r[knob] for r in rows]
       ax.plot(x, [r["tasks_per_s"] for r in rows], "o-", label="JAX")
+      pts = [(r[knob], r["chunked_tasks_per_s"]) for r in rows if "chunked_tasks_per_s" in r]
+      if pts:
+        ax.plot(*zip(*pts), "o:", label=f"JAX, chunks of {rows[-1].get('chunk', '')}")
       for peer in ("torch_loop", "torch_func"):
         pts = [(r[knob], r[f"{peer}_tasks_per_s"]) for r in rows if f"{peer}_tasks_per_s" in r]
         if pts:
@@ -146,11 +163,21 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> bool:
 
 
 def update(out_dir: pathlib.Path, new: dict[str, Any]) -> dict[str, Any]:
-  """Merges ``new`` sweeps into ``out_dir/scaling.json``; redraws scaling.md and scaling.png."""
+  """Merges ``new`` sweeps into ``out_dir/scaling.json``; redraws scaling.md and scaling.png.
+
+  Rows of a sweep already in the file are kept unless ``new`` has a row for
+  the same value, so a sweep can be run in parts.
+  """
   out_dir.mkdir(parents=True, exist_ok=True)
   path = out_dir / "scaling.json"
   results = json.loads(path.read_text()) if path.exists() else {}
-  results.update(new)
+  for sweep, rows in new.items():
+    if sweep in SWEEPS and results.get(sweep):  # merge by the swept value, new rows win
+      knob = "inner_steps" if sweep == "memory" else sweep
+      merged = {r[knob]: r for r in results[sweep]}
+      merged.update({r[knob]: r for r in rows})
+      rows = [merged[k] for k in sorted(merged)]
+    results[sweep] = rows
   path.write_text(json.dumps(results, indent=1) + "\n")
   (out_dir / "scaling.md").write_text(markdown(results))
   plot(results, out_dir / "scaling.png")

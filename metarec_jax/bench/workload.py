@@ -73,6 +73,8 @@ class WorkloadSpec:
     num_items: rows of the item table.
     pool: tasks in the task set batches are drawn from (0: max(2 × tasks, 64)).
     remat: rematerialise the inner steps in the backward pass.
+    tasks_per_chunk: > 0: the step maps over chunks of this many vmapped tasks
+      (the engine's ``meta.tasks_per_chunk``; must divide ``tasks``).
     seed: seed of the random tables, tasks and initial params.
   """
 
@@ -91,6 +93,7 @@ class WorkloadSpec:
   num_items: int = ML1M_ITEMS
   pool: int = 0
   remat: bool = False
+  tasks_per_chunk: int = 0
   seed: int = 0
 
   def describe(self) -> dict[str, Any]:

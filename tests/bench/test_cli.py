@@ -56,8 +56,9 @@ def test_bad_flags_are_refused(capsys):
 
 def test_peers_are_skipped_with_the_reason_without_torch(tiny_workloads, monkeypatch):
   monkeypatch.setattr(torch_peers, "torch_available", lambda: False)
-  result = meta_step.bench_meta_step(tiny_spec(), repeats=1, target_s=0.01)
+  result = meta_step.bench_meta_step(tiny_spec(), repeats=1, target_s=0.01, chunks=(2, 3))
   assert result["peers"] == {} and ".[bench]" in result["peers_skipped"]
+  assert set(result["chunked"]) == {"2"} and result["chunked"]["2"]["tasks_per_s"] > 0  # 3 does not divide 4
 
 
 def test_peers_run_beside_jax_when_torch_is_installed(tiny_workloads):

@@ -29,3 +29,12 @@ def test_update_merges_sweeps_and_writes_files(tmp_path):
   assert set(merged) == {"tasks", "memory"}
   assert json.loads((tmp_path / "scaling.json").read_text()) == merged
   assert "Peak memory" in (tmp_path / "scaling.md").read_text()
+
+
+def test_a_sweep_run_in_parts_merges_by_value(tmp_path):
+  rows = fake_results()["tasks"]
+  update(tmp_path, {"tasks": rows[1:]})
+  replaced = dict(rows[1], tasks_per_s=1.0)
+  merged = update(tmp_path, {"tasks": [rows[0], replaced]})
+  assert [r["tasks"] for r in merged["tasks"]] == [8, 16]
+  assert merged["tasks"][1]["tasks_per_s"] == 1.0
