@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
   add_data_commands(sub)
   from metarec_jax.bench.cli import add_bench_command; add_bench_command(sub)
   from metarec_jax.features import add_features_command; add_features_command(sub)
+  from metarec_jax.distill import add_distill_command; add_distill_command(sub)
   return parser
 
 
