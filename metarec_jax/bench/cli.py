@@ -19,12 +19,13 @@ def _positive(args, *names: str) -> None:
 
 
 def _write(result: dict, path: str | None) -> None:
+  """Writes the result to ``path`` (first, so a closed stdout cannot lose it), then prints it."""
   text = json.dumps(result, indent=1)
-  print(text)
   if path:
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(path).write_text(text + "\n")
     print(f"written: {path}", file=sys.stderr)
+  print(text)
 
 
 def _meta_step(args) -> int:

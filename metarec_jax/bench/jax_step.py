@@ -48,9 +48,10 @@ class JaxMetaStep:
   as in training; the state is donated and carried from call to call.
 
   XLA's cost analysis counts the body of a loop once, whatever its trip
-  count, so for ``k > 1`` inner steps (a ``lax.scan``) the FLOPs are corrected:
-  ``cost(k) + (k - 1) × (cost(1 step) - cost(0 steps))``, the one-step
-  difference taken from the lowered (unoptimised) steps, which need no compile.
+  count. So for ``k > 1`` inner steps (a ``lax.scan``) the FLOPs are
+  ``cost(k) + (k - 1) × (cost(1 step) - cost(0 steps))``, and a chunked step
+  (``lax.map`` over chunks) is counted as the same step without chunks; the
+  extra costs come from lowered (unoptimised) steps, which need no compile.
 
   Attributes:
     workload: the workload.
@@ -66,26 +67,23 @@ class JaxMetaStep:
     self.optimizer = make_optimizer("adam", w.spec.outer_lr)
     self.step_fn = self._make_step(w.learner)
     self.state = init_state(w.meta, self.optimizer, jax.random.PRNGKey(seed))
-    self.flops_method = "xla cost analysis of the compiled step"
+    self.flops_method = ""
     self.compiled = None
     self.compile_s = None
     self.flops = None
     self.peak_bytes = None
 
-  def _make_step(self, learner):
+  def _make_step(self, learner, chunk: int | None = None):
     w = self.workload
     return make_meta_train_step(learner, w.predict, self.optimizer, tasks_per_batch=w.spec.tasks,
                                 query_size=w.spec.query, support_size=w.spec.support,
-                                tasks_per_chunk=w.spec.tasks_per_chunk)
+                                tasks_per_chunk=w.spec.tasks_per_chunk if chunk is None else chunk)
 
-  def _inner_step_flops(self) -> float | None:
-    """FLOPs one inner step adds: lowered cost with 1 inner step less that with 0."""
+  def _lowered_flops(self, inner_steps: int) -> float | None:
+    """FLOPs of the lowered, unchunked step with ``inner_steps`` inner steps."""
     w = self.workload
-    costs = []
-    for steps in (0, 1):
-      fn = self._make_step(dataclasses.replace(w.learner, inner_steps=steps))
-      costs.append(cost_flops(fn.lower(self.state, w.tasks, w.features)))
-    return None if None in costs else costs[1] - costs[0]
+    fn = self._make_step(dataclasses.replace(w.learner, inner_steps=inner_steps), chunk=0)
+    return cost_flops(fn.lower(self.state, w.tasks, w.features))
 
   def compile(self) -> float:
     """Traces, lowers and compiles the step; returns the seconds it took."""
@@ -95,14 +93,18 @@ class JaxMetaStep:
     self.compile_s = time.perf_counter() - start
     self.flops = cost_flops(self.compiled)
     k = w.learner.inner_steps
+    chunked = 0 < w.spec.tasks_per_chunk < w.spec.tasks
+    base, extra = "the compiled step", ""
+    if self.flops is not None and chunked:
+      self.flops, base = self._lowered_flops(k), "the lowered step without chunks"
     if self.flops is not None and k > 1:
-      per_step = self._inner_step_flops()
-      if per_step is None:
-        self.flops, self.flops_method = None, "unavailable (no cost analysis of the lowered step)"
-      else:
-        self.flops += (k - 1) * per_step
-        self.flops_method = (f"xla cost analysis of the compiled step + {k - 1} x one inner step's "
-                             "FLOPs (xla counts a loop body once)")
+      zero, one = self._lowered_flops(0), self._lowered_flops(1)
+      self.flops = None if None in (zero, one) else self.flops + (k - 1) * (one - zero)
+      extra = f" + {k - 1} x one inner step's FLOPs"
+    loops = " (xla counts a loop body once)" if chunked or k > 1 else ""
+    self.flops_method = f"xla cost analysis of {base}{extra}{loops}"
+    if self.flops is None:
+      self.flops_method = "unavailable (no cost analysis)"
     self.peak_bytes = peak_bytes(self.compiled)
     return self.compile_s
 

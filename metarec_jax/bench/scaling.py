@@ -30,6 +30,7 @@ THROUGHPUT = {
 MEMORY_STEPS = (1, 5, 10)
 SWEEPS = tuple(THROUGHPUT) + ("memory",)
 TITLES = {"tasks": "tasks per batch", "support": "support size", "inner_steps": "inner steps"}
+COLORS = {"jax": "tab:blue", "torch_loop": "tab:orange", "torch_func": "tab:green"}
 
 
 def throughput_sweep(knob: str, base: WorkloadSpec, *, values: tuple[int, ...] = (), repeats: int = 3,
@@ -133,21 +134,21 @@ def plot(results: dict[str, Any], path: pathlib.Path) -> bool:
     rows = results[knob]
     if knob == "memory":
       x = [r["inner_steps"] for r in rows]
-      ax.plot(x, [r["plain_mb"] for r in rows], "o-", label="plain")
-      ax.plot(x, [r["remat_mb"] for r in rows], "s--", label="remat")
+      ax.plot(x, [r["plain_mb"] for r in rows], "o-", color=COLORS["jax"], label="plain")
+      ax.plot(x, [r["remat_mb"] for r in rows], "o:", color=COLORS["jax"], alpha=0.6, label="remat")
       ax.set_xlabel("inner steps")
       ax.set_ylabel("peak memory (MB)")
       ax.set_title(f"memory, {rows[0]['tasks']} tasks")
     else:
       x = [r[knob] for r in rows]
-      ax.plot(x, [r["tasks_per_s"] for r in rows], "o-", label="JAX")
+      ax.plot(x, [r["tasks_per_s"] for r in rows], "o-", color=COLORS["jax"], label="JAX")
       pts = [(r[knob], r["chunked_tasks_per_s"]) for r in rows if "chunked_tasks_per_s" in r]
       if pts:
-        ax.plot(*zip(*pts), "o:", label=f"JAX, chunks of {rows[-1].get('chunk', '')}")
+        ax.plot(*zip(*pts), "o:", color=COLORS["jax"], alpha=0.6, label=f"JAX, chunks of {rows[-1].get('chunk', '')}")
       for peer in ("torch_loop", "torch_func"):
         pts = [(r[knob], r[f"{peer}_tasks_per_s"]) for r in rows if f"{peer}_tasks_per_s" in r]
         if pts:
-          ax.plot(*zip(*pts), "s--", label=peer)
+          ax.plot(*zip(*pts), "s--", color=COLORS[peer], label=peer)
       ax.set_xlabel(TITLES[knob])
       ax.set_ylabel("tasks/s")
       ax.set_yscale("log")

@@ -61,6 +61,10 @@ def test_flops_count_every_inner_step():
   one = flops[1] - flops[0]
   assert one > 0
   np.testing.assert_allclose(flops[3], flops[0] + 3 * one, rtol=0.05)
+  chunked = JaxMetaStep(make_workload(tiny_spec(inner_steps=3, tasks_per_chunk=2)))
+  chunked.compile()
+  np.testing.assert_allclose(chunked.flops, flops[3], rtol=0.05)  # the same work, in chunks
+  assert "without chunks" in chunked.flops_method
 
 
 class _Fake:
