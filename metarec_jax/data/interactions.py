@@ -157,6 +157,10 @@ class Dataset:
       (e.g. ``min_ratings``); `splits.make_split` passes them to the protocol.
     notes: problems found while reading and how they were resolved.
     source: where the data came from (format and path), for logs.
+    feedback: ``rating`` (``interactions`` hold ratings) or ``implicit``
+      (``interactions`` hold positives only, value 1; see `data.implicit`).
+    interacted: implicit data: every interaction of the source, positive or
+      not (negatives are never drawn among them); ``None`` for ratings.
   """
 
   name: str
@@ -174,6 +178,8 @@ class Dataset:
   split_options: dict = dataclasses.field(default_factory=dict)
   notes: tuple[str, ...] = ()
   source: str = ""
+  feedback: str = "rating"
+  interacted: Interactions | None = None
 
   @property
   def num_users(self) -> int:

@@ -6,7 +6,12 @@ Real data sets read the directory ``data.path``:
 * ``movielens``: GroupLens ML-100K or ML-1M (`movielens.load_movielens`),
   protocols ``temporal`` and ``random_users``;
 * ``recbole``: RecBole atomic files (`recbole.load_recbole`), protocol
-  ``random_users`` (and ``temporal`` when the files have timestamps and years).
+  ``random_users`` (and ``temporal`` when the files have timestamps and years);
+* ``lastfm``: HetRec 2011 Last.fm play counts and friends (`lastfm.load_lastfm`),
+  implicit only, protocol ``random_users``.
+
+With ``data.feedback=implicit`` the loaded data set becomes positives only
+(value >= ``data.positive_threshold``; `implicit.to_implicit`).
 
 Every real loader also records the protocol options of ``config.data``
 (``min_ratings``, ``max_ratings``, ``new_item_year``, ``new_user_quantile``)
@@ -74,11 +79,17 @@ def _recbole(data_cfg: ml_collections.ConfigDict) -> Dataset:
                        data_cfg)
 
 
+def _lastfm(data_cfg: ml_collections.ConfigDict) -> Dataset:
+  from metarec_jax.data.lastfm import load_lastfm
+  return _with_options(load_lastfm(_require_path(data_cfg), **reader_options(data_cfg)), data_cfg)
+
+
 DATASETS: dict[str, Loader] = {
     "synthetic": lambda d: make_synthetic(SyntheticSpec(**d.synthetic.to_dict())),
     "melu": _melu,
     "movielens": _movielens,
     "recbole": _recbole,
+    "lastfm": _lastfm,
 }
 
 
@@ -95,4 +106,8 @@ def load_dataset(data_cfg: ml_collections.ConfigDict) -> Dataset:
   """
   if data_cfg.name not in DATASETS:
     raise KeyError(f"data.name: unknown data set {data_cfg.name!r}; known: {sorted(DATASETS)}")
-  return DATASETS[data_cfg.name](data_cfg)
+  data = DATASETS[data_cfg.name](data_cfg)
+  if data_cfg.get("feedback", "rating") == "implicit":
+    from metarec_jax.data.implicit import to_implicit
+    data = to_implicit(data, float(data_cfg.get("positive_threshold", 4.0)))
+  return data

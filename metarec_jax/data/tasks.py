@@ -69,10 +69,16 @@ class TaskBatch:
 
 @flax.struct.dataclass
 class Features:
-  """Device-resident feature tables: field name -> array indexed by id."""
+  """Device-resident feature tables: field name -> array indexed by id.
+
+  ``extra`` holds device arrays the step needs that are no model input (the
+  implicit path's seen matrix and negative-sampling weights; see
+  `data.negatives`); it is empty for ratings.
+  """
 
   user: dict[str, jax.Array]
   item: dict[str, jax.Array]
+  extra: dict[str, jax.Array] = flax.struct.field(default_factory=dict)
 
 
 def features_from_tables(users: FeatureTable, items: FeatureTable) -> Features:
