@@ -211,7 +211,8 @@ _EMPTY = Interactions(np.zeros(1, np.int32), np.zeros(1, np.int32), np.ones(1, n
 def spec_of(mc: ml_collections.ConfigDict) -> LearnerSpec:
   m = mc.meta
   return learner_spec(m.learner, inner_lr=m.inner_lr, inner_steps=m.inner_steps, adapt=m.adapt,
-                      first_order=True if m.first_order else None, remat=m.remat)
+                      first_order=True if m.first_order else None, remat=m.remat,
+                      local_tables=m.get("local_tables", True))
 
 
 def method_key(seed: int, name: str) -> jax.Array:

@@ -17,7 +17,7 @@ import numpy as np
 
 from metarec_jax.data.tasks import Features, TaskBatch, pad_batch
 from metarec_jax.eval.metrics import compute_metrics
-from metarec_jax.meta.learners import LearnerSpec, MetaParams, adapt_task
+from metarec_jax.meta.learners import LearnerSpec, MetaParams, adapt_on_support
 from metarec_jax.models.model import PredictFn
 
 BatchPredictor = Callable[[TaskBatch], jax.Array]
@@ -31,10 +31,9 @@ def make_adapted_predictor(spec: LearnerSpec, predict: PredictFn) -> Callable:
   """
 
   def one(meta, features, task: TaskBatch, inner_lr):
-    params, _ = adapt_task(spec, predict, meta, features, task.user, task.support_items,
-                           task.support_ratings, task.support_mask, inner_lr=inner_lr)
-    return predict(params, features, task.user, task.query_items,
-                   (task.support_items, task.support_ratings, task.support_mask))
+    a = adapt_on_support(spec, predict, meta, features, task.user, task.support_items, task.support_ratings,
+                         task.support_mask, task.query_items, inner_lr=inner_lr)
+    return predict(a.params, a.features, a.user, a.query_items, a.support)
 
   @jax.jit
   def fn(meta: MetaParams, features: Features, batch: TaskBatch, inner_lr):

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from metarec_jax.data.tasks import Features, TaskBatch, merge_support_query
 from metarec_jax.meta.inner import adapt, adapt_pattern, flatten, merge, partition, set_loss, unflatten
+from metarec_jax.meta.local import LocalTask, local_table_paths, localise, scatter_rows
 from metarec_jax.models.model import PredictFn
 
 MetaParams = dict[str, Any]
@@ -41,6 +42,9 @@ class LearnerSpec:
     first_order: stop gradients through the inner gradients.
     learn_inner_lr: Meta-SGD's learned per-parameter inner rates.
     remat: rematerialise inner steps in the backward pass.
+    local_tables: adapt embedding tables on the rows each task uses only
+      (`metarec_jax.meta.local`; the same numbers, much less memory and time
+      when the tables adapt).
   """
 
   name: str
@@ -51,6 +55,7 @@ class LearnerSpec:
   first_order: bool = False
   learn_inner_lr: bool = False
   remat: bool = False
+  local_tables: bool = True
 
 
 # name -> (kind, default adapt filter, first_order, learn_inner_lr)
@@ -66,7 +71,7 @@ LEARNERS: dict[str, tuple[str, str, bool, bool]] = {
 
 
 def learner_spec(name: str, *, inner_lr: float, inner_steps: int, adapt: str = "",
-                 first_order: bool | None = None, remat: bool = False) -> LearnerSpec:
+                 first_order: bool | None = None, remat: bool = False, local_tables: bool = True) -> LearnerSpec:
   """Builds a `LearnerSpec` from a learner name and the meta settings.
 
   Args:
@@ -77,6 +82,7 @@ def learner_spec(name: str, *, inner_lr: float, inner_steps: int, adapt: str = "
       ANIL / MeLU, ``all`` otherwise).
     first_order: overrides the learner's default when not None.
     remat: rematerialise the inner steps.
+    local_tables: adapt embedding tables on each task's own rows.
   """
   if name not in LEARNERS:
     raise KeyError(f"unknown learner {name!r}; known: {sorted(LEARNERS)}")
@@ -89,7 +95,7 @@ def learner_spec(name: str, *, inner_lr: float, inner_steps: int, adapt: str = "
     inner_steps = 0
   return LearnerSpec(name=name, kind=kind, adapt=adapt or default_adapt, inner_lr=float(inner_lr),
                      inner_steps=int(inner_steps), first_order=fo if first_order is None else bool(first_order),
-                     learn_inner_lr=learn_lr, remat=remat)
+                     learn_inner_lr=learn_lr, remat=remat, local_tables=bool(local_tables))
 
 
 def init_meta_params(spec: LearnerSpec, model_params: Any) -> MetaParams:
@@ -106,15 +112,64 @@ def adapt_task(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, features
   """Adapts the model to one set of one task's ratings; returns full params.
 
   ``inner_lr`` overrides the spec's rate (used to tune fine-tuning baselines).
+  The returned params are global (full tables): for training and evaluation
+  use `adapt_on_support`, which adapts tables on the task's own rows.
   """
   adapted, frozen = partition(meta["model"], spec.adapt)
-  if spec.learn_inner_lr:
-    lrs = meta["inner_lr"]
-  else:
-    lrs = spec.inner_lr if inner_lr is None else inner_lr
-  fast, support_losses = adapt(predict, adapted, frozen, features, user, items, ratings, mask, lrs,
-                               spec.inner_steps, first_order=spec.first_order, remat=spec.remat)
+  fast, support_losses = adapt(predict, adapted, frozen, features, user, items, ratings, mask,
+                               _inner_rates(spec, meta, inner_lr), spec.inner_steps,
+                               first_order=spec.first_order, remat=spec.remat)
   return merge(fast, frozen), support_losses
+
+
+def _inner_rates(spec: LearnerSpec, meta: MetaParams, inner_lr=None):
+  if spec.learn_inner_lr:
+    return meta["inner_lr"]
+  return spec.inner_lr if inner_lr is None else inner_lr
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptedTask:
+  """A task after adaptation on its support set, in the coordinates its params use.
+
+  With task-local tables, ``params`` hold only the task's rows and
+  ``features``, ``user``, ``support`` and ``query_items`` are rewritten to
+  match (see `metarec_jax.meta.local`); otherwise they are the global ones.
+  Score the query with ``predict(params, features, user, query_items, support)``.
+  """
+
+  params: Any
+  features: Features
+  user: jax.Array
+  support: tuple[jax.Array, jax.Array, jax.Array]
+  query_items: jax.Array
+  support_losses: jax.Array
+  local: LocalTask | None = None
+
+
+def adapt_on_support(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, features: Features, user,
+                     support_items, support_ratings, support_mask, query_items, inner_lr=None) -> AdaptedTask:
+  """Adapts on one task's support set; the result scores its query items.
+
+  When adapted leaves include embedding tables and ``spec.local_tables`` is
+  on, adaptation runs on the rows the task's user and items index (exactly the
+  same numbers as adapting the full tables; tested).
+  """
+  adapted, frozen = partition(meta["model"], spec.adapt)
+  lrs = _inner_rates(spec, meta, inner_lr)
+  paths = local_table_paths(adapted, features) if (spec.local_tables and spec.inner_steps) else ()
+  local = None
+  if paths:
+    local = localise(features, user, (support_items, query_items), paths,
+                     {p: adapted[p].shape[0] for p in paths})
+    adapted = local.gather(adapted)
+    lrs = local.gather(lrs) if isinstance(lrs, dict) else lrs
+    features, user, (support_items, query_items) = local.features, local.user, local.item_groups
+  fast, support_losses = adapt(predict, adapted, frozen, features, user, support_items, support_ratings,
+                               support_mask, lrs, spec.inner_steps, first_order=spec.first_order,
+                               remat=spec.remat)
+  return AdaptedTask(merge(fast, frozen), features, user, (support_items, support_ratings, support_mask),
+                     query_items, support_losses, local)
 
 
 def row(batch: TaskBatch, t: int) -> TaskBatch:
@@ -143,11 +198,11 @@ def task_loss(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, features:
     return loss, {"support_loss": loss}
   if spec.kind != "maml":
     raise ValueError(f"task_loss is for maml and pooled learners, not {spec.kind!r}")
-  params, support_losses = adapt_task(spec, predict, meta, features, task.user, task.support_items,
-                                      task.support_ratings, task.support_mask)
-  loss = set_loss(predict, params, features, task.user, task.query_items, task.query_ratings,
-                  task.query_mask, support=(task.support_items, task.support_ratings, task.support_mask))
-  before = support_losses[0] if spec.inner_steps else loss
+  a = adapt_on_support(spec, predict, meta, features, task.user, task.support_items, task.support_ratings,
+                       task.support_mask, task.query_items)
+  loss = set_loss(predict, a.params, a.features, a.user, a.query_items, task.query_ratings, task.query_mask,
+                  support=a.support)
+  before = a.support_losses[0] if spec.inner_steps else loss
   return loss, {"support_loss": before}
 
 
@@ -161,6 +216,25 @@ def reptile_task(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, featur
   before = losses[0] if spec.inner_steps else set_loss(
       predict, meta["model"], features, task.user, items, ratings, mask, support=(items, ratings, mask), loo=True)
   return fast, before
+
+
+def _reptile_delta(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, features: Features,
+                   task: TaskBatch) -> tuple[dict[str, jax.Array], dict[str, jax.Array], jax.Array]:
+  """``θ - φ`` of one task's adapted leaves (local rows for task-local tables), their rows, loss before."""
+  items, ratings, mask = merge_support_query(task)
+  adapted, frozen = partition(meta["model"], spec.adapt)
+  user, rows = task.user, {}
+  paths = local_table_paths(adapted, features) if (spec.local_tables and spec.inner_steps) else ()
+  if paths:
+    local = localise(features, user, (items,), paths, {p: adapted[p].shape[0] for p in paths})
+    adapted, rows = local.gather(adapted), local.rows
+    features, user, (items,) = local.features, local.user, local.item_groups
+  fast, losses = adapt(predict, adapted, frozen, features, user, items, ratings, mask,
+                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.remat)
+  before = losses[0] if spec.inner_steps else set_loss(
+      predict, merge(adapted, frozen), features, user, items, ratings, mask, support=(items, ratings, mask),
+      loo=True)
+  return {k: adapted[k] - fast[k] for k in fast}, rows, before
 
 
 def chunked_vmap(fn: Callable, batch: Any, chunk: int) -> Any:
@@ -188,11 +262,18 @@ def meta_gradient(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, featu
     ``meta``, and mean auxiliary metrics.
   """
   if spec.kind == "reptile":
-    fast, before = chunked_vmap(lambda t: reptile_task(spec, predict, meta, features, t), batch,
-                                tasks_per_chunk)
+    deltas, rows, before = chunked_vmap(lambda t: _reptile_delta(spec, predict, meta, features, t), batch,
+                                        tasks_per_chunk)
     flat = flatten(meta["model"])
-    direction = {k: (v - jnp.mean(fast[k], axis=0) if k in fast else jnp.zeros_like(v))
-                 for k, v in flat.items()}
+    n = before.shape[0]
+    direction = {}
+    for k, v in flat.items():  # θ - mean_t φ_t
+      if k in rows:
+        direction[k] = scatter_rows(v, rows[k], deltas[k]) / n
+      elif k in deltas:
+        direction[k] = jnp.mean(deltas[k], axis=0)
+      else:
+        direction[k] = jnp.zeros_like(v)
     grads = {"model": unflatten(direction)}
     loss = jnp.mean(before)
     return loss, grads, {"support_loss": loss}
@@ -206,5 +287,6 @@ def meta_gradient(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, featu
   return loss, grads, aux
 
 
-__all__ = ["LEARNERS", "LearnerSpec", "learner_spec", "init_meta_params", "adapt_task", "task_loss",
+__all__ = ["LEARNERS", "LearnerSpec", "learner_spec", "init_meta_params", "adapt_task", "adapt_on_support",
+           "AdaptedTask", "task_loss",
            "reptile_task", "meta_gradient", "chunked_vmap", "row", "adapt_pattern"]

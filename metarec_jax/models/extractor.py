@@ -11,6 +11,32 @@ import jax.numpy as jnp
 from metarec_jax.data.interactions import FieldSpec
 
 
+class Embed(nn.Module):
+  """An embedding table (``nn.Embed``'s init, param path and lookup).
+
+  Unlike ``nn.Embed`` it accepts a table with fewer rows than
+  ``num_embeddings`` at apply time: the task-local tables of
+  `metarec_jax.meta.local` hold only the rows a task uses, indexed locally.
+  """
+
+  num_embeddings: int
+  features: int
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, ids: jax.Array) -> jax.Array:
+    if self.has_variable("params", "embedding"):
+      table = self.get_variable("params", "embedding")
+      if table.ndim != 2 or table.shape[1] != self.features or table.shape[0] > self.num_embeddings:
+        raise ValueError(f"embedding {self.name!r}: table of shape {table.shape} does not fit "
+                         f"({self.num_embeddings}, {self.features})")
+    else:
+      table = self.param("embedding", nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0),
+                         (self.num_embeddings, self.features), jnp.float32)
+    out = jnp.take(table, ids, axis=0)
+    return out.astype(self.dtype) if self.dtype is not None else out
+
+
 class FieldEmbedding(nn.Module):
   """Embeds every field of one entity kind and concatenates the results.
 
@@ -32,9 +58,9 @@ class FieldEmbedding(nn.Module):
     for spec in self.specs:
       x = columns[spec.name]
       if spec.kind == "categorical":
-        parts.append(nn.Embed(spec.vocab_size, self.dim, dtype=self.dtype, name=spec.name)(x))
+        parts.append(Embed(spec.vocab_size, self.dim, dtype=self.dtype, name=spec.name)(x))
       elif spec.kind == "multi":
-        vecs = nn.Embed(spec.vocab_size, self.dim, dtype=self.dtype, name=spec.name)(x)
+        vecs = Embed(spec.vocab_size, self.dim, dtype=self.dtype, name=spec.name)(x)
         mask = (x > 0)[..., None].astype(vecs.dtype)
         parts.append((vecs * mask).sum(-2) / jnp.maximum(mask.sum(-2), 1.0))
       elif spec.kind == "dense":
