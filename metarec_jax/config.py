@@ -14,10 +14,14 @@ from typing import Any, Iterable
 
 import ml_collections
 
+from metarec_jax.data.implicit import FEEDBACKS
+from metarec_jax.data.negatives import CANDIDATES, SAMPLINGS
 from metarec_jax.data.splits import SCENARIOS
-from metarec_jax.eval.baselines import BASELINES
+from metarec_jax.eval.baselines import BASELINES, IMPLICIT_BASELINES, RATING_BASELINES
 from metarec_jax.eval.metrics import METRICS, check_metric_names
+from metarec_jax.eval.ranking import RANKING_METRICS, check_ranking_metric_names
 from metarec_jax.meta.learners import LEARNERS
+from metarec_jax.meta.losses import LOSSES
 from metarec_jax.models.model import HEADS
 
 
@@ -56,6 +60,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.bad_rows = "error"          # out-of-scale ratings, unknown ids: error | drop (always reported)
   c.data.duplicates = "last"         # repeated (user, item) pairs: last | first | mean | error (reported)
   c.data.rating_scale = ()           # recbole: (min, max) of valid ratings; empty: the observed range
+  # Implicit feedback (data.feedback = implicit): positives only, negatives sampled inside the step.
+  c.data.feedback = "rating"         # rating (regression on ratings) | implicit (binary: value >= threshold)
+  c.data.positive_threshold = 4.0    # implicit: a rating / play count >= this is a positive
+  c.data.negatives_per_positive = 4  # implicit: sampled negatives joined to every support / query positive
+  c.data.negative_sampling = "uniform"  # implicit: uniform | popularity (weight = training positives + 1)
   c.data.synthetic = ml_collections.ConfigDict(dict(
       num_users=1200, num_items=400, latent_dim=6, feature_share=0.35, cold_user_share=0.25,
       cold_item_share=0.25, min_ratings=16, max_ratings=40, noise=0.3, seed=0))
@@ -91,6 +100,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.meta.remat = False
   c.meta.local_tables = True         # adapt embedding tables on each task's own rows (same numbers, faster)
   c.meta.tasks_per_chunk = 0         # > 0: lax.map over chunks of this many tasks
+  c.meta.loss = "mse"                # inner and outer loss: mse (ratings) | bce | bpr (implicit)
 
   c.optimizer = ml_collections.ConfigDict(dict(name="adam", lr=1e-3, clip_norm=0.0, weight_decay=0.0))
 
@@ -116,6 +126,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval.finetune_lrs = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)   # pooled_finetune grid, chosen on validation
   c.eval.finetune_steps = (1, 5, 20)
   c.eval.bias_regs = (0.0, 2.0, 5.0, 10.0, 25.0)  # item_mean_user_bias shrinkage grid
+  # Implicit feedback: each query positive is ranked against eval.num_negatives sampled
+  # negatives (sampled) or against every unseen item of the scenario (all).
+  c.eval.candidates = "sampled"      # sampled | all
+  c.eval.num_negatives = 99          # sampled candidates per query positive (same for every method)
   return c
 
 
@@ -224,7 +238,48 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
 
 
 def known_methods(config: ml_collections.ConfigDict) -> list[str]:
-  return sorted(set(BASELINES) | set(LEARNERS) | set(config.variants.keys()))
+  return sorted(set(BASELINES) | set(IMPLICIT_BASELINES) | set(LEARNERS) | set(config.variants.keys()))
+
+
+def _check_feedback(config: ml_collections.ConfigDict, problems: list[str]) -> None:
+  """The implicit-feedback keys, and the rating-only parts they rule out."""
+  d, e = config.data, config.eval
+  if d.feedback not in FEEDBACKS:
+    problems.append(f"data.feedback must be one of {FEEDBACKS}, got {d.feedback!r}")
+    return
+  implicit = d.feedback == "implicit"
+  if d.name == "lastfm" and not implicit:
+    problems.append("data.name=lastfm holds play counts, not ratings: set data.feedback=implicit "
+                    "(and data.positive_threshold, the fewest plays that count as a positive)")
+  if d.negative_sampling not in SAMPLINGS:
+    problems.append(f"data.negative_sampling must be one of {SAMPLINGS}, got {d.negative_sampling!r}")
+  if e.candidates not in CANDIDATES:
+    problems.append(f"eval.candidates must be one of {CANDIDATES}, got {e.candidates!r}")
+  if not implicit:
+    for method in config.methods:
+      if method in IMPLICIT_BASELINES:
+        problems.append(f"methods: {method} is an implicit-feedback baseline; set data.feedback=implicit")
+    return
+  if d.negatives_per_positive < 1:
+    problems.append(f"data.negatives_per_positive must be >= 1 with implicit feedback, got "
+                    f"{d.negatives_per_positive}")
+  if e.num_negatives < 1:
+    problems.append(f"eval.num_negatives must be >= 1, got {e.num_negatives}")
+  for method in config.methods:
+    if method in RATING_BASELINES:
+      problems.append(f"methods: {method} predicts ratings; with data.feedback=implicit use popularity, "
+                      "pooled, pooled_finetune and the learners")
+  if set(e.metrics) & {"mae", "rmse"}:
+    problems.append(f"eval.metrics: {tuple(e.metrics)} are rating metrics; with data.feedback=implicit "
+                    f"use e.g. --set eval.metrics={','.join(RANKING_METRICS)}")
+  else:
+    try:
+      check_ranking_metric_names(e.metrics, e.num_negatives + 1 if e.candidates == "sampled" else 0)
+    except ValueError as err:
+      problems.append(f"eval.metrics: {err}")
+  if e.support_sizes:
+    problems.append("eval.support_sizes: support-size curves are for rating feedback; leave it empty "
+                    "with data.feedback=implicit")
 
 
 def method_config(config: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:
@@ -274,10 +329,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for s in e.scenarios:
     if s not in SCENARIOS:
       problems.append(f"eval.scenarios: unknown scenario {s!r}; known: {SCENARIOS}")
-  try:
-    check_metric_names(e.metrics, d.query_size)
-  except ValueError as err:
-    problems.append(f"eval.metrics: {err}")
+  _check_feedback(config, problems)
+  if d.feedback != "implicit":
+    try:
+      check_metric_names(e.metrics, d.query_size)
+    except ValueError as err:
+      problems.append(f"eval.metrics: {err}")
   for method in config.methods:
     if method in ("global_mean", "item_mean_user_bias") or method not in known_methods(config):
       continue
@@ -303,6 +360,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
       problems.append(f"method {method}: model.extractor must be fields or transformer, got {mc.model.extractor!r}")
     if mc.model.head not in HEADS:
       problems.append(f"method {method}: model.head {mc.model.head!r} unknown; known: {HEADS}")
+    if mc.meta.loss not in LOSSES:
+      problems.append(f"method {method}: meta.loss must be one of {LOSSES}, got {mc.meta.loss!r}")
+    elif mc.data.feedback == "implicit" and mc.meta.loss == "mse":
+      problems.append(f"method {method}: meta.loss=mse is for ratings; with data.feedback=implicit use "
+                      "meta.loss=bce (pointwise) or meta.loss=bpr (pairwise)")
+    elif mc.data.feedback == "rating" and mc.meta.loss != "mse":
+      problems.append(f"method {method}: meta.loss={mc.meta.loss} needs data.feedback=implicit")
+    if mc.data.feedback == "implicit" and mc.model.residual:
+      problems.append(f"method {method}: model.residual adds a rating baseline; it does not apply to "
+                      "data.feedback=implicit")
   if problems:
     raise ConfigError("invalid config:\n  " + "\n  ".join(dict.fromkeys(problems)))
 

@@ -34,6 +34,7 @@ from metarec_jax.data.splits import ScenarioSplit, make_split
 from metarec_jax.data.tasks import Features, TaskSet, build_taskset, features_from_tables, split_tasks
 from metarec_jax.eval.baselines import RatingStats, predict_global_mean, predict_item_mean_user_bias
 from metarec_jax.eval.evaluate import make_adapted_predictor, predict_in_chunks, score
+from metarec_jax.eval.implicit import eval_chunk, implicit_inputs, popularity, predict_popularity, score_implicit
 from metarec_jax.meta.inner import flatten, unflatten
 from metarec_jax.meta.learners import LearnerSpec, init_meta_params, learner_spec
 from metarec_jax.meta.step import (MetaTrainState, init_state, make_meta_train_step, make_optimizer, replicate,
@@ -74,6 +75,11 @@ class Prepared:
   selection: dict[str, str]       # scenario -> the validation set its model is selected on
   stats: RatingStats
   support_size: int
+  layouts: dict[str, Any] = dataclasses.field(default_factory=dict)  # implicit: set name -> CandidateLayout
+
+  @property
+  def implicit(self) -> bool:
+    return self.data.feedback == "implicit"
 
   @property
   def valid_batch(self) -> Any:
@@ -141,7 +147,10 @@ def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None =
     test_tasks[scenario] = _tasks(ratings, scenario, d, pad_to)
     tests[scenario] = split_tasks(test_tasks[scenario], eval_key, d.query_size, s)
   stats = RatingStats.from_ratings(split.train, data.num_items)
-  return Prepared(data, split, features, train, valid, tests, test_tasks, eval_key, selection, stats, s)
+  layouts = {}
+  if data.feedback == "implicit":  # negatives: sampled in the step for training, fixed per seed for evaluation
+    features, valid, tests, layouts = implicit_inputs(config, data, split, features, valid, tests, eval_key)
+  return Prepared(data, split, features, train, valid, tests, test_tasks, eval_key, selection, stats, s, layouts)
 
 
 def build_model(config: ml_collections.ConfigDict, data: Dataset, offset: float) -> RecModel:
@@ -212,7 +221,14 @@ def spec_of(mc: ml_collections.ConfigDict) -> LearnerSpec:
   m = mc.meta
   return learner_spec(m.learner, inner_lr=m.inner_lr, inner_steps=m.inner_steps, adapt=m.adapt,
                       first_order=True if m.first_order else None, remat=m.remat,
-                      local_tables=m.get("local_tables", True))
+                      local_tables=m.get("local_tables", True), **loss_options(mc))
+
+
+def loss_options(mc: ml_collections.ConfigDict) -> dict:
+  """``meta.loss`` and the negatives per positive its grouped layout has."""
+  implicit = mc.data.get("feedback", "rating") == "implicit"
+  return {"loss": mc.meta.get("loss", "mse"),
+          "negatives_per_positive": int(mc.data.negatives_per_positive) if implicit else 0}
 
 
 def method_key(seed: int, name: str) -> jax.Array:
@@ -253,9 +269,19 @@ class JsonlLog:
       f.write(json.dumps(record) + "\n")
 
 
-def _mae_on(predictor, meta, prep: Prepared, batch, chunk: int, lr) -> float:
+def _mae_on(predictor, meta, prep: Prepared, batch, chunk: int, lr, layout=None) -> float:
+  """The selection value on a validation set (lower is better): MAE, or 1 - AUC with a ``layout`` (implicit)."""
+  if layout is not None:
+    pred = predict_in_chunks(lambda b: predictor(meta, prep.features, b, lr), batch, eval_chunk(batch, chunk))
+    return 1.0 - score_implicit(pred, batch, layout, ("auc",))["auc"]
   pred = predict_in_chunks(lambda b: predictor(meta, prep.features, b, lr), batch, chunk)
   return score(pred, batch, ("mae",), prep.data.rating_scale)["mae"]
+
+
+def _score(prep: Prepared, pred, batch, name: str, metrics) -> dict[str, float]:
+  if prep.implicit:
+    return score_implicit(pred, batch, prep.layouts[name], metrics)
+  return score(pred, batch, metrics, prep.data.rating_scale)
 
 
 def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, seed: int, *,
@@ -290,7 +316,7 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
   log = log or JsonlLog(None)
   t = config.train
   spec = spec_of(config)
-  offset = prep.stats.mean
+  offset = 0.0 if prep.implicit else prep.stats.mean  # implicit scores are logits
   model = build_model(config, prep.data, offset)
   predict = make_predict(model, residual=config.model.residual, bias_reg=config.model.bias_reg)
   key = method_key(seed, name)
@@ -311,7 +337,8 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
     mesh = task_mesh(t.devices)
   step_fn = make_meta_train_step(spec, predict, optimizer, tasks_per_batch=t.tasks_per_batch,
                                  query_size=config.data.query_size, support_size=prep.support_size,
-                                 tasks_per_chunk=config.meta.tasks_per_chunk, augment=augment, mesh=mesh)
+                                 tasks_per_chunk=config.meta.tasks_per_chunk, augment=augment, mesh=mesh,
+                                 negatives_per_positive=loss_options(config)["negatives_per_positive"])
   predictor = make_adapted_predictor(spec, predict)
   chunk = config.eval.tasks_per_chunk
   copy = jax.jit(lambda tree: jax.tree_util.tree_map(jnp.copy, tree))
@@ -350,15 +377,17 @@ def train_method(config: ml_collections.ConfigDict, prep: Prepared, name: str, s
     current = None
     for k in names:
       try:
-        vals[k] = _mae_on(predictor, state.params, prep, prep.valid_batches[k], chunk, spec.inner_lr)
+        vals[k] = _mae_on(predictor, state.params, prep, prep.valid_batches[k], chunk, spec.inner_lr,
+                          prep.layouts.get(k))
       except FloatingPointError:
         raise NonFiniteError(f"{name} seed {seed}: val_mae is nan at step {step}: the adapted model diverges. "
                              "Lower meta.inner_lr or optimizer.lr.") from None
       if vals[k] < best_val[k]:
         current = copy(state.params) if current is None else current
         best[k], best_val[k], best_step[k] = current, vals[k], step
-    extra = {f"val_mae_{k}": v for k, v in vals.items() if k != MAIN_VALID}
-    log.write(method=name, seed=seed, step=step, val_mae=vals[MAIN_VALID], **extra)
+    sel = "val_1-auc" if prep.implicit else "val_mae"  # the selection value: lower is better
+    extra = {f"{sel}_{k}": v for k, v in vals.items() if k != MAIN_VALID}
+    log.write(method=name, seed=seed, step=step, **{sel: vals[MAIN_VALID]}, **extra)
     return vals[MAIN_VALID]
 
   train_tasks, train_features = prep.train, prep.features
@@ -410,8 +439,7 @@ def _evaluate(choose: Chooser, prep: Prepared, config) -> dict[str, dict[str, fl
   """Scores every test scenario with the predictions selected on its validation set."""
   out = {}
   for scenario, batch in prep.test_batches.items():
-    out[scenario] = score(choose(prep.selection[scenario])(batch), batch, config.eval.metrics,
-                          prep.data.rating_scale)
+    out[scenario] = _score(prep, choose(prep.selection[scenario])(batch), batch, scenario, config.eval.metrics)
   return out
 
 
@@ -433,7 +461,7 @@ def _learned_chooser(outcome: TrainOutcome, prep: Prepared, config, lrs: dict | 
     lr = lrs[key] if lrs else outcome.spec.inner_lr
     params = outcome.best[key]
     return lambda batch: predict_in_chunks(lambda b: predictor(params, prep.features, b, lr), batch,
-                                           config.eval.tasks_per_chunk)
+                                           eval_chunk(batch, config.eval.tasks_per_chunk))
   return choose
 
 
@@ -446,7 +474,8 @@ def _tune_finetune(pooled: TrainOutcome, prep: Prepared, config) -> tuple[dict, 
   predictors, lrs, tried = {}, {}, {}
   candidates = []
   for steps in config.eval.finetune_steps:
-    spec = learner_spec("maml", inner_lr=0.0, inner_steps=steps, adapt=config.meta.adapt or "all")
+    spec = learner_spec("maml", inner_lr=0.0, inner_steps=steps, adapt=config.meta.adapt or "all",
+                        **loss_options(config))
     candidates.append((steps, make_adapted_predictor(spec, pooled.predict)))
   for key, batch in prep.valid_batches.items():
     best = (float("inf"), None, None)
@@ -454,7 +483,8 @@ def _tune_finetune(pooled: TrainOutcome, prep: Prepared, config) -> tuple[dict, 
     for steps, predictor in candidates:
       for lr in config.eval.finetune_lrs:
         try:
-          val = _mae_on(predictor, pooled.best[key], prep, batch, config.eval.tasks_per_chunk, lr)
+          val = _mae_on(predictor, pooled.best[key], prep, batch, config.eval.tasks_per_chunk, lr,
+                        prep.layouts.get(key))
         except FloatingPointError:  # this rate diverges: not a candidate
           val = float("inf")
         tried[key][f"steps={steps},lr={lr}"] = val
@@ -547,6 +577,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
       mc = config
       if method == "global_mean":
         choose = lambda key: lambda b: predict_global_mean(prep.stats, b)
+      elif method == "popularity":
+        pop = popularity(prep.split.train, prep.data.num_items)
+        choose = lambda key, pop=pop: lambda b: predict_popularity(pop, b)
       elif method == "item_mean_user_bias":
         tuned = _tune_bias(prep, config)
         info = {k: {"item_reg": ir, "user_reg": ur, "val_mae": val} for k, (val, ir, ur) in tuned.items()}

@@ -8,7 +8,7 @@ from collections import defaultdict
 
 import numpy as np
 
-LOWER_IS_BETTER = ("mae", "rmse")
+LOWER_IS_BETTER = ("mae", "rmse", "logloss")
 
 
 def aggregate(results: dict, metrics) -> dict[str, dict[str, dict[str, tuple[float, float, int]]]]:
@@ -57,5 +57,8 @@ def write_results(workdir: pathlib.Path, results: dict, config) -> None:
   workdir = pathlib.Path(workdir)
   (workdir / "results.json").write_text(json.dumps(results, indent=1))
   header = f"# {config.name}\n\nmean ± std over seeds; best per scenario and metric in bold.\n\n"
+  if config.data.get("feedback", "rating") == "implicit":
+    from metarec_jax.eval.implicit import describe_candidates
+    header += describe_candidates(config) + "\n\n"
   (workdir / "results.md").write_text(header + markdown_table(results, tuple(config.eval.metrics),
                                                               list(config.eval.scenarios)))

@@ -11,6 +11,10 @@ from metarec_jax.data.info import dataset_info
 from metarec_jax.data.melu import load_melu
 from metarec_jax.data.movielens import load_ml100k, load_ml1m, load_movielens
 from metarec_jax.data.recbole import load_recbole
+from metarec_jax.data.lastfm import load_lastfm
+from metarec_jax.data.implicit import FEEDBACKS, to_implicit
+from metarec_jax.data.negatives import (CandidateLayout, implicit_eval_batch, pool_logits, sample_negatives,
+                                        seen_matrix, with_negatives)
 from metarec_jax.data.registry import DATASETS, load_dataset, register
 from metarec_jax.data.splits import PROTOCOLS
 from metarec_jax.data.parsing import DataError, DataWarning, MissingDataFile

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metarec_jax.data.interactions import Interactions
-from metarec_jax.data.tasks import TaskBatch
+from metarec_jax.data.tasks import TaskBatch, pad_batch
 
 SEEN = "seen"                  # Features.extra: bool [num_users, num_items], every interaction
 TRAIN_LOGITS = "train_logits"  # Features.extra: float32 [num_items], log-weights of training negatives
@@ -192,18 +192,21 @@ def implicit_eval_batch(batch: TaskBatch, key: jax.Array, *, support_logits: np.
     raise ValueError(f"eval.candidates must be one of {CANDIDATES}, got {mode!r}")
   pool = np.flatnonzero(np.isfinite(np.asarray(query_logits))).astype(np.int32)
   width = num_negatives if mode == "sampled" else len(pool)
-  fn = jax.jit(jax.vmap(_eval_task, in_axes=(None, 0, None, None, None, 0, 0, 0, 0, None, None, None, None)),
-               static_argnums=(10, 11, 12))
   s_logits, q_logits, pool_d = jnp.asarray(support_logits), jnp.asarray(query_logits), jnp.asarray(pool)
+  padded, n = pad_batch(batch, chunk)  # host numpy, equal chunks: one compile
   parts = []
-  for start in range(0, batch.num_tasks, chunk):
-    b = jax.tree_util.tree_map(lambda x: x[start:start + chunk], batch)
-    out = fn(key, b.user, s_logits, q_logits, seen, b.support_items, b.support_mask, b.query_items, b.query_mask,
-             pool_d, ratio, width, mode)
+  for start in range(0, padded.num_tasks, chunk):
+    b = jax.tree_util.tree_map(lambda x: x[start:start + chunk], padded)
+    out = _eval_tasks(key, b.user, s_logits, q_logits, seen, b.support_items, b.support_mask, b.query_items,
+                      b.query_mask, pool_d, ratio, width, mode)
     parts.append([np.asarray(x) for x in out])
-  cols = [np.concatenate(xs) for xs in zip(*parts)]
+  cols = [np.concatenate(xs)[:n] for xs in zip(*parts)]
   out = TaskBatch(np.asarray(batch.user), *cols)
   return out, CandidateLayout(mode, int(batch.query_items.shape[-1]), int(width))
+
+
+_eval_tasks = jax.jit(jax.vmap(_eval_task, in_axes=(None, 0, None, None, None, 0, 0, 0, 0, None, None, None, None)),
+                      static_argnums=(10, 11, 12))
 
 
 __all__ = ["SEEN", "TRAIN_LOGITS", "SAMPLINGS", "CANDIDATES", "seen_matrix", "pool_logits", "sample_negatives",

@@ -18,6 +18,8 @@ from metarec_jax.data.tasks import TaskBatch
 
 NON_LEARNED_BASELINES = ("global_mean", "item_mean_user_bias")
 BASELINES = NON_LEARNED_BASELINES + ("pooled", "pooled_finetune")
+RATING_BASELINES = NON_LEARNED_BASELINES           # rating feedback only
+IMPLICIT_BASELINES = ("popularity",)               # implicit feedback only (see `eval.implicit`)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The engine: inner-loop adaptation, meta-learners and the meta-train step."""
 
 from metarec_jax.meta.inner import adapt, masked_mse, merge, partition
+from metarec_jax.meta.losses import LOSSES, make_loss, masked_bce, masked_bpr
 from metarec_jax.meta.learners import (LEARNERS, LearnerSpec, adapt_task, chunked_vmap, init_meta_params,
                                        learner_spec, meta_gradient, task_loss)
 from metarec_jax.meta.step import MetaTrainState, init_state, make_meta_train_step, make_optimizer

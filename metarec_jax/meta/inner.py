@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from metarec_jax.data.tasks import Features
+from metarec_jax.meta.losses import LossFn, masked_mse
 from metarec_jax.models.model import PredictFn
 
 Params = Any
@@ -57,25 +58,22 @@ def merge(adapted: Flat, frozen: Flat) -> Params:
   return unflatten({**frozen, **adapted})
 
 
-def masked_mse(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
-  """Mean squared error over the valid entries (0 when none is valid)."""
-  m = mask.astype(pred.dtype)
-  return jnp.sum(m * (pred - target) ** 2) / jnp.maximum(jnp.sum(m), 1.0)
-
-
 def set_loss(predict: PredictFn, params: Params, features: Features, user, items, ratings, mask,
-             support=None, loo: bool = False):
-  """Masked MSE of one task's predictions on one set of its ratings.
+             support=None, loo: bool = False, loss_fn: LossFn = masked_mse):
+  """The loss of one task's predictions on one set of its ratings (or labels).
 
   ``support`` is the set the model may condition on; ``loo`` says it is the
   scored set itself (each rating is then left out of its own prediction).
+  ``loss_fn(scores, targets, mask)`` is masked MSE for ratings, BCE or BPR for
+  implicit feedback (`meta.losses`).
   """
-  return masked_mse(predict(params, features, user, items, support, loo), ratings, mask)
+  return loss_fn(predict(params, features, user, items, support, loo), ratings, mask)
 
 
 def adapt(predict: PredictFn, adapted: Flat, frozen: Flat, features: Features, user: jax.Array,
           items: jax.Array, ratings: jax.Array, mask: jax.Array, lrs: Flat | jax.Array,
-          steps: int, *, first_order: bool = False, remat: bool = False) -> tuple[Flat, jax.Array]:
+          steps: int, *, first_order: bool = False, remat: bool = False,
+          loss_fn: LossFn = masked_mse) -> tuple[Flat, jax.Array]:
   """Runs ``steps`` SGD steps on one task's set, adapting only ``adapted``.
 
   Args:
@@ -92,17 +90,18 @@ def adapt(predict: PredictFn, adapted: Flat, frozen: Flat, features: Features, u
     steps: number of inner steps (0: no adaptation).
     first_order: stop gradients through the inner gradients (FOMAML).
     remat: rematerialise each inner step in the backward pass.
+    loss_fn: the per-set loss (`meta.losses`; masked MSE by default).
 
   Returns:
     The adapted leaves and the support loss before each step ``[steps]``.
   """
 
-  def loss_fn(fast):
+  def support_loss(fast):
     return set_loss(predict, merge(fast, frozen), features, user, items, ratings, mask,
-                    support=(items, ratings, mask), loo=True)
+                    support=(items, ratings, mask), loo=True, loss_fn=loss_fn)
 
   def step(fast, _):
-    loss, grads = jax.value_and_grad(loss_fn)(fast)
+    loss, grads = jax.value_and_grad(support_loss)(fast)
     if first_order:
       grads = jax.lax.stop_gradient(grads)
     if isinstance(lrs, dict):

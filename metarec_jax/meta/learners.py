@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from metarec_jax.data.tasks import Features, TaskBatch, merge_support_query
 from metarec_jax.meta.inner import adapt, adapt_pattern, flatten, merge, partition, set_loss, unflatten
+from metarec_jax.meta.losses import LossFn, make_loss
 from metarec_jax.meta.local import LocalTask, local_table_paths, localise, scatter_rows
 from metarec_jax.models.model import PredictFn
 
@@ -45,6 +46,9 @@ class LearnerSpec:
     local_tables: adapt embedding tables on the rows each task uses only
       (`metarec_jax.meta.local`; the same numbers, much less memory and time
       when the tables adapt).
+    loss: the per-set loss of the inner and the outer loop: ``mse`` (ratings),
+      ``bce`` or ``bpr`` (implicit feedback, `meta.losses`).
+    negatives_per_positive: ``r`` of the implicit sets' grouped layout (BPR).
   """
 
   name: str
@@ -56,6 +60,13 @@ class LearnerSpec:
   learn_inner_lr: bool = False
   remat: bool = False
   local_tables: bool = True
+  loss: str = "mse"
+  negatives_per_positive: int = 0
+
+  @property
+  def loss_fn(self) -> LossFn:
+    """The inner and outer per-set loss (`meta.losses.make_loss`)."""
+    return make_loss(self.loss, self.negatives_per_positive)
 
 
 # name -> (kind, default adapt filter, first_order, learn_inner_lr)
@@ -71,7 +82,8 @@ LEARNERS: dict[str, tuple[str, str, bool, bool]] = {
 
 
 def learner_spec(name: str, *, inner_lr: float, inner_steps: int, adapt: str = "",
-                 first_order: bool | None = None, remat: bool = False, local_tables: bool = True) -> LearnerSpec:
+                 first_order: bool | None = None, remat: bool = False, local_tables: bool = True,
+                 loss: str = "mse", negatives_per_positive: int = 0) -> LearnerSpec:
   """Builds a `LearnerSpec` from a learner name and the meta settings.
 
   Args:
@@ -83,6 +95,8 @@ def learner_spec(name: str, *, inner_lr: float, inner_steps: int, adapt: str = "
     first_order: overrides the learner's default when not None.
     remat: rematerialise the inner steps.
     local_tables: adapt embedding tables on each task's own rows.
+    loss: ``mse``, ``bce`` or ``bpr`` (checked here).
+    negatives_per_positive: negatives per positive of implicit sets.
   """
   if name not in LEARNERS:
     raise KeyError(f"unknown learner {name!r}; known: {sorted(LEARNERS)}")
@@ -91,11 +105,13 @@ def learner_spec(name: str, *, inner_lr: float, inner_steps: int, adapt: str = "
     raise ValueError(f"inner learning rate must be >= 0, got {inner_lr}")
   if inner_steps < 0:
     raise ValueError(f"inner steps must be >= 0, got {inner_steps}")
+  make_loss(loss, negatives_per_positive)  # raises on an unknown loss or BPR without negatives
   if kind == "pooled":  # the pooled model never adapts (pooled_finetune tunes its own fine-tuning)
     inner_steps = 0
   return LearnerSpec(name=name, kind=kind, adapt=adapt or default_adapt, inner_lr=float(inner_lr),
                      inner_steps=int(inner_steps), first_order=fo if first_order is None else bool(first_order),
-                     learn_inner_lr=learn_lr, remat=remat, local_tables=bool(local_tables))
+                     learn_inner_lr=learn_lr, remat=remat, local_tables=bool(local_tables), loss=loss,
+                     negatives_per_positive=int(negatives_per_positive))
 
 
 def init_meta_params(spec: LearnerSpec, model_params: Any) -> MetaParams:
@@ -118,7 +134,7 @@ def adapt_task(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, features
   adapted, frozen = partition(meta["model"], spec.adapt)
   fast, support_losses = adapt(predict, adapted, frozen, features, user, items, ratings, mask,
                                _inner_rates(spec, meta, inner_lr), spec.inner_steps,
-                               first_order=spec.first_order, remat=spec.remat)
+                               first_order=spec.first_order, remat=spec.remat, loss_fn=spec.loss_fn)
   return merge(fast, frozen), support_losses
 
 
@@ -167,7 +183,7 @@ def adapt_on_support(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, fe
     features, user, (support_items, query_items) = local.features, local.user, local.item_groups
   fast, support_losses = adapt(predict, adapted, frozen, features, user, support_items, support_ratings,
                                support_mask, lrs, spec.inner_steps, first_order=spec.first_order,
-                               remat=spec.remat)
+                               remat=spec.remat, loss_fn=spec.loss_fn)
   return AdaptedTask(merge(fast, frozen), features, user, (support_items, support_ratings, support_mask),
                      query_items, support_losses, local)
 
@@ -194,14 +210,14 @@ def task_loss(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, features:
   if spec.kind == "pooled":
     items, ratings, mask = merge_support_query(task)
     loss = set_loss(predict, meta["model"], features, task.user, items, ratings, mask,
-                    support=(items, ratings, mask), loo=True)
+                    support=(items, ratings, mask), loo=True, loss_fn=spec.loss_fn)
     return loss, {"support_loss": loss}
   if spec.kind != "maml":
     raise ValueError(f"task_loss is for maml and pooled learners, not {spec.kind!r}")
   a = adapt_on_support(spec, predict, meta, features, task.user, task.support_items, task.support_ratings,
                        task.support_mask, task.query_items)
   loss = set_loss(predict, a.params, a.features, a.user, a.query_items, task.query_ratings, task.query_mask,
-                  support=a.support)
+                  support=a.support, loss_fn=spec.loss_fn)
   before = a.support_losses[0] if spec.inner_steps else loss
   return loss, {"support_loss": before}
 
@@ -212,9 +228,11 @@ def reptile_task(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, featur
   items, ratings, mask = merge_support_query(task)
   adapted, frozen = partition(meta["model"], spec.adapt)
   fast, losses = adapt(predict, adapted, frozen, features, task.user, items, ratings, mask,
-                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.remat)
+                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.remat,
+                       loss_fn=spec.loss_fn)
   before = losses[0] if spec.inner_steps else set_loss(
-      predict, meta["model"], features, task.user, items, ratings, mask, support=(items, ratings, mask), loo=True)
+      predict, meta["model"], features, task.user, items, ratings, mask, support=(items, ratings, mask), loo=True,
+      loss_fn=spec.loss_fn)
   return fast, before
 
 
@@ -230,10 +248,11 @@ def _reptile_delta(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, feat
     adapted, rows = local.gather(adapted), local.rows
     features, user, (items,) = local.features, local.user, local.item_groups
   fast, losses = adapt(predict, adapted, frozen, features, user, items, ratings, mask,
-                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.remat)
+                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.remat,
+                       loss_fn=spec.loss_fn)
   before = losses[0] if spec.inner_steps else set_loss(
       predict, merge(adapted, frozen), features, user, items, ratings, mask, support=(items, ratings, mask),
-      loo=True)
+      loo=True, loss_fn=spec.loss_fn)
   return {k: adapted[k] - fast[k] for k in fast}, rows, before
 
 

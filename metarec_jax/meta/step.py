@@ -11,6 +11,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from metarec_jax.data.negatives import SEEN, TRAIN_LOGITS, with_negatives
 from metarec_jax.data.tasks import Features, TaskSet, sample_batch
 from metarec_jax.meta.learners import LearnerSpec, meta_gradient
 from metarec_jax.models.model import PredictFn
@@ -45,6 +46,7 @@ def make_optimizer(name: str = "adam", lr: float = 1e-3, clip_norm: float = 0.0,
 
 
 TASK_AXIS = "tasks"
+NEGATIVES_STREAM = 0x6E6567  # fold_in tag of the batch's negative-sampling key
 
 
 def task_mesh(num_devices: int = 0) -> Mesh:
@@ -81,13 +83,20 @@ def init_state(params: Any, optimizer: optax.GradientTransformation, rng: jax.Ar
 def make_meta_train_step(spec: LearnerSpec, predict: PredictFn, optimizer: optax.GradientTransformation,
                          *, tasks_per_batch: int, query_size: int, support_size: int,
                          tasks_per_chunk: int = 0, augment: Callable | None = None,
-                         mesh: jax.sharding.Mesh | None = None, jit: bool = True) -> Callable:
+                         negatives_per_positive: int = 0, mesh: jax.sharding.Mesh | None = None,
+                         jit: bool = True) -> Callable:
   """Builds ``step(state, tasks, features) -> (state, metrics)``.
 
   The batch is drawn inside the step from ``fold_in(state.rng, state.step)``,
   so a run is a pure function of its initial state and a resumed run repeats
   the same batches. The state argument is donated. ``augment(key, features)
   -> features`` (e.g. item-cold simulation) runs inside the step.
+
+  With ``negatives_per_positive = r > 0`` (implicit feedback) every support and
+  query positive of the batch is joined by ``r`` negatives drawn inside the
+  step (`data.negatives.with_negatives`) from ``fold_in(key, NEGATIVES_STREAM)``
+  and each task's user id, using ``features.extra`` (the seen matrix and the
+  training pool's log-weights).
 
   With a ``mesh`` (one axis, named ``tasks``), the task batch is sharded over
   its devices and everything else is replicated: data parallelism over tasks.
@@ -103,6 +112,9 @@ def make_meta_train_step(spec: LearnerSpec, predict: PredictFn, optimizer: optax
       key, k_aug = jax.random.split(key)
       features = augment(k_aug, features)
     batch = sample_batch(tasks, key, tasks_per_batch, query_size, support_size)
+    if negatives_per_positive:
+      batch = with_negatives(batch, jax.random.fold_in(key, NEGATIVES_STREAM), features.extra[TRAIN_LOGITS],
+                             features.extra[SEEN], negatives_per_positive)
     if mesh is not None:
       batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, PartitionSpec(TASK_AXIS)))
     loss, grads, aux = meta_gradient(spec, predict, state.params, features, batch, tasks_per_chunk)
