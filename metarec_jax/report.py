@@ -1,7 +1,11 @@
 """``metarec report``: merge workdirs into one table and plots.
 
-The table is mean ± std over seeds per scenario, best per metric in bold.
-Plots (PNG, matplotlib): MAE by scenario and method, and — when the runs
+The report opens with an MAE overview (methods × scenarios) and the
+validation-selected configuration: per seed, the one method whose mean
+validation MAE over the scenarios' validation sets is lowest, reported in
+every scenario — the number a researcher who may only look at validation
+users would publish. Then one table per scenario (mean ± std over seeds, best
+per metric in bold). Plots (PNG, matplotlib): MAE by scenario and method, and — when the runs
 measured it (``eval.support_sizes``) — MAE against the number of support
 ratings per method, one panel per scenario.
 """
@@ -30,6 +34,88 @@ def load_results(workdirs) -> dict:
   if not rows:
     raise ValueError(f"no result rows in {list(map(str, workdirs))}")
   return {"rows": rows, "support_curve": curves}
+
+
+def load_selections(workdirs) -> list[dict]:
+  """``{"method", "seed", "selection"}`` of every finished part in the workdirs.
+
+  ``selection`` maps each validation set (``valid``, ``valid_<scenario>``) to
+  what was chosen on it, with its ``val_mae``.
+  """
+  out = []
+  for wd in workdirs:
+    for part in sorted((pathlib.Path(wd) / "parts").glob("*.json")):
+      data = json.loads(part.read_text())
+      if not data.get("rows") or not data.get("selection"):
+        continue
+      first = data["rows"][0]
+      out.append({"method": first["method"], "seed": first["seed"], "selection": data["selection"],
+                  "selected_on": data.get("selected_on", {})})
+  return out
+
+
+def validation_selected(selections: list[dict], scenarios) -> dict[int, tuple[str, float]]:
+  """Per seed: the method with the lowest mean validation MAE over ``scenarios``.
+
+  Each scenario's validation MAE is read from the validation set that scenario
+  was selected on (its own with ``eval.selection=per_scenario``, else the warm
+  one). Methods lacking a validation MAE for some scenario are not candidates.
+
+  Returns:
+    seed -> (method, mean validation MAE).
+  """
+  best: dict[int, tuple[str, float]] = {}
+  for sel in selections:
+    vals = []
+    for s in scenarios:
+      key = sel["selected_on"].get(s, "valid")
+      entry = sel["selection"].get(key)
+      if not isinstance(entry, dict) or "val_mae" not in entry:
+        break
+      vals.append(float(entry["val_mae"]))
+    else:
+      score = float(np.mean(vals))
+      if sel["seed"] not in best or score < best[sel["seed"]][1]:
+        best[sel["seed"]] = (sel["method"], score)
+  return best
+
+
+SELECTED = "validation-selected"
+
+
+def mae_overview(results: dict, selected: dict[int, tuple[str, float]] | None = None) -> str:
+  """Markdown: methods × scenarios, MAE mean ± std over seeds, best per scenario in bold.
+
+  With ``selected`` (see `validation_selected`), a last row gives the test
+  MAE of each seed's validation-selected method.
+  """
+  rows = results["rows"]
+  scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
+  methods = list(dict.fromkeys(r["method"] for r in rows))
+  vals = defaultdict(list)
+  for r in rows:
+    vals[(r["method"], r["scenario"])].append(r["mae"])
+  if selected:
+    for r in rows:
+      if r["seed"] in selected and selected[r["seed"]][0] == r["method"]:
+        vals[(SELECTED, r["scenario"])].append(r["mae"])
+  best = {s: min(np.mean(vals[(m, s)]) for m in methods if vals[(m, s)]) for s in scenarios}
+  lines = ["| method | " + " | ".join(scenarios) + " |", "|---|" + "---|" * len(scenarios)]
+  for m in methods + ([SELECTED] if selected else []):
+    cells = []
+    for s in scenarios:
+      v = vals[(m, s)]
+      if not v:
+        cells.append("")
+        continue
+      cell = f"{np.mean(v):.4f} ± {np.std(v):.4f}"
+      cells.append(f"**{cell}**" if m != SELECTED and np.mean(v) == best[s] else cell)
+    label = m
+    if m == SELECTED:
+      picks = ", ".join(f"seed {seed}: {meth}" for seed, (meth, _) in sorted(selected.items()))
+      label = f"{SELECTED} ({picks})"
+    lines.append(f"| {label} | " + " | ".join(cells) + " |")
+  return "MAE (mean ± std over seeds; lower is better)\n\n" + "\n".join(lines) + "\n"
 
 
 def _metrics(rows) -> tuple[str, ...]:
@@ -116,7 +202,10 @@ def write_report(workdirs, out: str | pathlib.Path) -> list[pathlib.Path]:
   results = load_results(workdirs)
   metrics = _metrics(results["rows"])
   text = ["# metarec report\n", "Runs: " + ", ".join(f"`{w}`" for w in workdirs) + "\n",
-          "Mean ± std over seeds; best per scenario and metric in bold.\n", markdown_table(results, metrics)]
+          "Mean ± std over seeds; best per scenario and metric in bold.\n"]
+  scenarios = list(dict.fromkeys(r["scenario"] for r in results["rows"]))
+  selected = validation_selected(load_selections(workdirs), scenarios)
+  text += [mae_overview(results, selected), markdown_table(results, metrics)]
   files = [out / "report.md", out / "mae_by_scenario.png"]
   plot_mae_by_scenario(results, files[1])
   text.append("\n![MAE by scenario](mae_by_scenario.png)\n")

@@ -23,10 +23,32 @@ def test_report_merges_workdirs_and_draws(tmp_path, capsys):
   assert all(r["tasks"] > 0 for r in k1)
   assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "rep")]) == 0
   md = (tmp_path / "rep" / "report.md").read_text()
-  for needle in ("### user_cold", "| anil |", "| maml |", "MAE by support size", "K=3", "**"):
+  for needle in ("### user_cold", "| anil |", "| maml |", "MAE by support size", "K=3", "**",
+                 "| validation-selected (seed 0: "):
     assert needle in md, needle
   for png in ("mae_by_scenario.png", "mae_by_support_size.png"):
     data = (tmp_path / "rep" / png).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
   assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r2")]) == 2
   assert "does not exist" in capsys.readouterr().err
+
+
+def test_validation_selected_configuration_is_chosen_on_validation_only():
+  from metarec_jax.report import mae_overview, validation_selected
+  sel = lambda method, seed, warm, cold: {
+      "method": method, "seed": seed, "selected_on": {"warm": "valid_warm", "user_cold": "valid_user_cold"},
+      "selection": {"valid_warm": {"val_mae": warm}, "valid_user_cold": {"val_mae": cold}}}
+  selections = [sel("a", 0, 0.70, 0.80), sel("b", 0, 0.72, 0.74), sel("a", 1, 0.70, 0.70), sel("b", 1, 0.75, 0.70),
+                {"method": "c", "seed": 0, "selected_on": {}, "selection": {"valid": {"best_step": 3}}}]
+  chosen = validation_selected(selections, ["warm", "user_cold"])
+  assert {seed: m for seed, (m, _) in chosen.items()} == {0: "b", 1: "a"}
+  assert abs(chosen[0][1] - 0.73) < 1e-12
+  # Test MAE: "a" is better on test in seed 0, but the selection never looks at test rows.
+  rows = [{"method": m, "scenario": s, "seed": seed, "mae": v} for m, s, seed, v in [
+      ("a", "warm", 0, 0.60), ("a", "user_cold", 0, 0.60), ("b", "warm", 0, 0.90), ("b", "user_cold", 0, 0.80),
+      ("a", "warm", 1, 0.70), ("a", "user_cold", 1, 0.72), ("b", "warm", 1, 0.71), ("b", "user_cold", 1, 0.73)]]
+  table = mae_overview({"rows": rows}, chosen)
+  last = table.strip().splitlines()[-1]
+  assert last.startswith("| validation-selected (seed 0: b, seed 1: a) |")
+  assert "0.8000 ± 0.1000" in last and "0.7600 ± 0.0400" in last  # warm: mean(0.90, 0.70); cold: mean(0.80, 0.72)
+  assert "| a | **0.6500 ± 0.0500** |" in table
