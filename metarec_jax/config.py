@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import ml_collections
 
 from metarec_jax.data.implicit import FEEDBACKS
-from metarec_jax.data.negatives import CANDIDATES, SAMPLINGS
+from metarec_jax.data.negatives import CANDIDATES, SAMPLINGS, candidate_modes
 from metarec_jax.data.splits import SCENARIOS
 from metarec_jax.eval.baselines import BASELINES, IMPLICIT_BASELINES, RATING_BASELINES
 from metarec_jax.eval.metrics import METRICS, check_metric_names
@@ -128,7 +128,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval.bias_regs = (0.0, 2.0, 5.0, 10.0, 25.0)  # item_mean_user_bias shrinkage grid
   # Implicit feedback: each query positive is ranked against eval.num_negatives sampled
   # negatives (sampled) or against every unseen item of the scenario (all).
-  c.eval.candidates = "sampled"      # sampled | all
+  c.eval.candidates = "sampled"      # sampled | all | sampled,all (both: the second as scenario "<name>:all")
   c.eval.num_negatives = 99          # sampled candidates per query positive (same for every method)
   return c
 
@@ -253,8 +253,9 @@ def _check_feedback(config: ml_collections.ConfigDict, problems: list[str]) -> N
                     "(and data.positive_threshold, the fewest plays that count as a positive)")
   if d.negative_sampling not in SAMPLINGS:
     problems.append(f"data.negative_sampling must be one of {SAMPLINGS}, got {d.negative_sampling!r}")
-  if e.candidates not in CANDIDATES:
-    problems.append(f"eval.candidates must be one of {CANDIDATES}, got {e.candidates!r}")
+  modes = candidate_modes(e.candidates)
+  if not modes or any(m not in CANDIDATES for m in modes) or len(set(modes)) != len(modes):
+    problems.append(f"eval.candidates must be one of {CANDIDATES} or both, comma-separated; got {e.candidates!r}")
   if not implicit:
     for method in config.methods:
       if method in IMPLICIT_BASELINES:
@@ -274,7 +275,7 @@ def _check_feedback(config: ml_collections.ConfigDict, problems: list[str]) -> N
                     f"use e.g. --set eval.metrics={','.join(RANKING_METRICS)}")
   else:
     try:
-      check_ranking_metric_names(e.metrics, e.num_negatives + 1 if e.candidates == "sampled" else 0)
+      check_ranking_metric_names(e.metrics, e.num_negatives + 1 if "sampled" in modes else 0)
     except ValueError as err:
       problems.append(f"eval.metrics: {err}")
   if e.support_sizes:

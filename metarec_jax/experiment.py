@@ -150,6 +150,7 @@ def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None =
   layouts = {}
   if data.feedback == "implicit":  # negatives: sampled in the step for training, fixed per seed for evaluation
     features, valid, tests, layouts = implicit_inputs(config, data, split, features, valid, tests, eval_key)
+    selection.update({k: selection[k.split(":")[0]] for k in tests})  # "<scenario>:all" tables
   return Prepared(data, split, features, train, valid, tests, test_tasks, eval_key, selection, stats, s, layouts)
 
 

@@ -60,5 +60,6 @@ def write_results(workdir: pathlib.Path, results: dict, config) -> None:
   if config.data.get("feedback", "rating") == "implicit":
     from metarec_jax.eval.implicit import describe_candidates
     header += describe_candidates(config) + "\n\n"
-  (workdir / "results.md").write_text(header + markdown_table(results, tuple(config.eval.metrics),
-                                                              list(config.eval.scenarios)))
+  scenarios = list(config.eval.scenarios)
+  scenarios += [s for s in dict.fromkeys(r["scenario"] for r in results["rows"]) if s not in scenarios]
+  (workdir / "results.md").write_text(header + markdown_table(results, tuple(config.eval.metrics), scenarios))

@@ -37,6 +37,7 @@ def implicit_config():
 @pytest.fixture(scope="module")
 def implicit_run(tmp_path_factory):
   c = implicit_config()
+  c.eval.candidates = "sampled,all"  # 99 sampled negatives, and all unseen items as tables "<scenario>:all"
   seen = {}
   original = experiment._score
 
@@ -55,12 +56,14 @@ def implicit_run(tmp_path_factory):
 
 def test_implicit_run_reports_ranking_metrics_and_the_candidates(implicit_run):
   c, wd, results, _ = implicit_run
-  assert len(results["rows"]) == len(c.methods) * 2
+  assert len(results["rows"]) == len(c.methods) * 4
+  assert {r["scenario"] for r in results["rows"]} == {"warm", "user_cold", "warm:all", "user_cold:all"}
   for r in results["rows"]:
     assert set(r) == {"method", "scenario", "seed", "tasks", *METRICS}
     assert 0 <= r["auc"] <= 1 and 0 <= r["hr@5"] <= 1 and r["mrr@5"] <= r["hr@5"] and r["logloss"] > 0
   md = (wd / "results.md").read_text()
-  assert "19 negatives sampled uniformly" in md and "value >= 4" in md
+  assert "19 negatives sampled uniformly" in md and "value >= 4" in md and "### user_cold:all" in md
+  assert "in the tables named `<scenario>:all`, every item of the scenario's catalogue" in md
   pop = {r["scenario"]: r for r in results["rows"] if r["method"] == "popularity"}
   assert pop["warm"]["auc"] > 0.5  # popularity beats a random ranking on synthetic data with popular items
   log = [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines()]
@@ -88,11 +91,12 @@ def test_same_seed_same_negatives():
 
 def test_all_unseen_items_as_candidates():
   c = implicit_config()
-  c.eval.candidates = "all"
+  c.eval.candidates = "sampled,all"  # both: the second as its own table
   prep = experiment.prepare(c, 0)
-  layout = prep.layouts["user_cold"]
+  assert prep.layouts["user_cold"].mode == "sampled" and prep.selection["user_cold:all"] == "valid"
+  layout = prep.layouts["user_cold:all"]
   assert layout.mode == "all" and layout.width > 19
-  batch = prep.test_batches["user_cold"]
+  batch = prep.test_batches["user_cold:all"]
   seen = np.asarray(prep.features.extra["seen"])
   users = np.asarray(batch.user)
   pool = np.asarray(batch.query_items)[0, c.data.query_size:]
@@ -105,6 +109,7 @@ def test_all_unseen_items_as_candidates():
     (("eval.metrics", ("mae", "auc")), "are rating metrics"),
     (("eval.metrics", ("hr@20",)), "hr@20"),
     (("eval.candidates", "some"), "eval.candidates must be one of"),
+    (("eval.candidates", "all,all"), "eval.candidates must be one of"),
     (("data.negative_sampling", "zipf"), "data.negative_sampling must be one of"),
     (("data.negatives_per_positive", 0), "data.negatives_per_positive must be >= 1"),
     (("methods", ("global_mean",)), "global_mean predicts ratings"),

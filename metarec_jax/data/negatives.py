@@ -31,6 +31,11 @@ SAMPLINGS = ("uniform", "popularity")
 CANDIDATES = ("sampled", "all")
 
 
+def candidate_modes(spec: str) -> tuple[str, ...]:
+  """``eval.candidates`` as modes: ``"sampled"``, ``"all"`` or ``"sampled,all"`` (both)."""
+  return tuple(m.strip() for m in str(spec).split(",") if m.strip())
+
+
 def seen_matrix(interactions: Interactions, num_users: int, num_items: int) -> np.ndarray:
   """``bool [num_users, num_items]``: the user interacted with the item (any value)."""
   seen = np.zeros((num_users, num_items), bool)
@@ -209,5 +214,5 @@ _eval_tasks = jax.jit(jax.vmap(_eval_task, in_axes=(None, 0, None, None, None, 0
                       static_argnums=(10, 11, 12))
 
 
-__all__ = ["SEEN", "TRAIN_LOGITS", "SAMPLINGS", "CANDIDATES", "seen_matrix", "pool_logits", "sample_negatives",
+__all__ = ["SEEN", "TRAIN_LOGITS", "SAMPLINGS", "CANDIDATES", "candidate_modes", "seen_matrix", "pool_logits", "sample_negatives",
            "with_negatives", "CandidateLayout", "implicit_eval_batch"]

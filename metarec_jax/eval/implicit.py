@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metarec_jax.data.interactions import Interactions
-from metarec_jax.data.negatives import CandidateLayout
+from metarec_jax.data.negatives import CandidateLayout, candidate_modes
 from metarec_jax.data.tasks import TaskBatch
 from metarec_jax.eval.ranking import ranking_metrics
 
@@ -83,7 +83,8 @@ def implicit_inputs(config, data, split, features, valid_batches: dict, test_bat
     ``extra`` (seen matrix, training log-weights), every batch rebuilt by
     `implicit_eval_batch` from a key fixed per seed and set name (so every
     method sees the same negatives), and each set's `CandidateLayout`.
-    Validation sets always use sampled candidates; tests use ``eval.candidates``.
+    Validation sets always use sampled candidates; tests use ``eval.candidates``
+    (with two modes, the second one's batches are named ``<scenario>:<mode>``).
   """
   import zlib
 
@@ -107,7 +108,11 @@ def implicit_inputs(config, data, split, features, valid_batches: dict, test_bat
 
   valid = {k: build(k, b, pools["valid"] if k == "valid" else pools[k.removeprefix("valid_")], "sampled")
            for k, b in valid_batches.items()}
-  tests = {s: build(s, b, pools[s], e.candidates) for s, b in test_batches.items()}
+  tests = {}
+  for s, b in test_batches.items():
+    for i, mode in enumerate(candidate_modes(e.candidates)):
+      name = s if i == 0 else f"{s}:{mode}"
+      tests[name] = build(name, b, pools[s], mode)
   return features, valid, tests, layouts
 
 
@@ -120,12 +125,15 @@ def eval_chunk(batch: TaskBatch, chunk: int, budget: int = 1 << 19) -> int:
 def describe_candidates(config) -> str:
   """One line for result tables: what each query positive is ranked against."""
   e, d = config.eval, config.data
-  if e.candidates == "sampled":
-    against = (f"{e.num_negatives} negatives sampled uniformly (per positive, the same for every method) from "
-               "the scenario's items the user never interacted with")
-  else:
-    against = "every item of the scenario's catalogue the user never interacted with"
-  return (f"Candidates: each query positive is ranked against {against}; ties are broken at random "
+  parts = []
+  for i, mode in enumerate(candidate_modes(e.candidates)):
+    if mode == "sampled":
+      against = (f"{e.num_negatives} negatives sampled uniformly (per positive, the same for every method) "
+                 "from the scenario's items the user never interacted with")
+    else:
+      against = "every item of the scenario's catalogue the user never interacted with"
+    parts.append(against if i == 0 else f"in the tables named `<scenario>:{mode}`, {against}")
+  return (f"Candidates: each query positive is ranked against {'; '.join(parts)}. Ties are broken at random "
           f"(expected value). Positives: value >= {d.positive_threshold:g}. Adaptation sees "
           f"{d.negatives_per_positive} {d.negative_sampling} negatives per support positive.")
 
