@@ -24,7 +24,7 @@ def _run(args) -> int:
 
 def _eval(args) -> int:
   from metarec_jax import experiment
-  results = experiment.evaluate_workdir(args.workdir, progress=not args.no_progress)
+  results = experiment.evaluate_workdir(args.workdir, progress=not args.no_progress, overrides=args.set or ())
   print(f"re-evaluated {len(results['rows'])} rows: {args.workdir}/results.json")
   return 0
 
@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
   run.set_defaults(func=_run)
   ev = sub.add_parser("eval", help="re-evaluate a finished run from its checkpoints")
   ev.add_argument("workdir")
+  ev.add_argument("--set", action="append", metavar="KEY=VALUE",
+                  help="evaluation-only setting: eval.support_sizes, eval.metrics or eval.tasks_per_chunk")
   ev.add_argument("--no-progress", action="store_true")
   ev.set_defaults(func=_eval)
   rep = sub.add_parser("report", help="merge workdirs into one markdown table and PNG plots")

@@ -16,7 +16,7 @@ import pathlib
 import re
 import time
 import zlib
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -629,15 +629,36 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
   return results
 
 
-def evaluate_workdir(workdir: str | pathlib.Path, *, progress: bool = True, verbose: bool = False) -> dict:
+# Evaluation settings that change neither training nor model selection, so a
+# finished run may be re-evaluated with them (`metarec eval WORKDIR --set ...`).
+EVAL_ONLY_KEYS = ("eval.support_sizes", "eval.metrics", "eval.tasks_per_chunk")
+
+
+def evaluate_workdir(workdir: str | pathlib.Path, *, progress: bool = True, verbose: bool = False,
+                     overrides: Sequence[str] = ()) -> dict:
   """Re-evaluates a finished run from its checkpoints and rewrites its results.
 
   The saved config fixes the data, the splits and the methods, so the numbers
-  equal those of the original run.
+  equal those of the original run. ``overrides`` (``KEY=VALUE``) may change
+  the keys of `EVAL_ONLY_KEYS` only, e.g. ``eval.support_sizes=1,3,5,10,20``
+  to add the support-size curve to a finished run; the workdir's config.json
+  then records them.
+
+  Raises:
+    ConfigError: an override names a key that would change training or selection.
   """
   wd = pathlib.Path(workdir)
   path = wd / "config.json"
   if not path.exists():
     raise FileNotFoundError(f"{path} does not exist: {wd} is not a metarec workdir")
   config = cfg_lib.from_json(path.read_text())
+  if overrides:
+    keys = [o.split("=", 1)[0].strip() for o in overrides]
+    bad = [k for k in keys if k not in EVAL_ONLY_KEYS]
+    if bad:
+      raise cfg_lib.ConfigError(f"metarec eval may only change {', '.join(EVAL_ONLY_KEYS)} (they change neither "
+                                f"training nor model selection); got {', '.join(bad)}. Start a new run instead.")
+    config = cfg_lib.apply_overrides(config, overrides)
+    cfg_lib.validate(config)
+    path.write_text(cfg_lib.to_json(config))
   return run(config, wd, progress=progress, verbose=verbose, reevaluate=True)

@@ -171,3 +171,17 @@ def test_per_scenario_selection_holds_out_each_scenarios_own_users(tmp_path):
   sel = [r for r in log if r.get("method") == "pooled_finetune" and "selection" in r][0]
   assert set(sel["selection"]) == set(prep.valid_batches)
   assert sel["selected_on"]["item_cold"] == "valid_item_cold"
+
+
+def test_reevaluation_adds_the_support_curve_without_changing_the_numbers(finished_run, tmp_path):
+  import shutil
+  _, wd, results = finished_run
+  copy = tmp_path / "wd"
+  shutil.copytree(wd, copy)
+  with pytest.raises(ConfigError, match="may only change"):
+    experiment.evaluate_workdir(copy, progress=False, overrides=["train.steps=7"])
+  again = experiment.evaluate_workdir(copy, progress=False, overrides=["eval.support_sizes=1,3"])
+  assert again["rows"] == results["rows"]
+  assert {(r["method"], r["support"]) for r in again["support_curve"]} == {
+      (m, k) for m in ("global_mean", "item_mean_user_bias", "pooled", "pooled_finetune", "maml") for k in (1, 3)}
+  assert json.loads((copy / "config.json").read_text())["eval"]["support_sizes"] == [1, 3]
