@@ -1,16 +1,14 @@
-"""The Last.fm HetRec reader and implicit feedback from ratings and play counts."""
+"""The Last.fm HetRec reader (play counts, friends) and its implicit positives."""
 
 from __future__ import annotations
 
-import ml_collections
 import numpy as np
 import pytest
 
-from metarec_jax.data import DataError, load_dataset
+from metarec_jax.data import DataError
 from metarec_jax.data.implicit import to_implicit
 from metarec_jax.data.lastfm import load_lastfm
 from tests.conftest import data_dir
-from tests.data.tiny_files import write_ml100k
 
 
 def write_lastfm(d, plays=None):
@@ -43,15 +41,6 @@ def test_bad_lines_name_file_line_and_field(tmp_path):
     load_lastfm(write_lastfm(tmp_path / "a", ["2\t10\t500", "2\t20\tlots"]))
   with pytest.raises(DataError, match="artists.dat lacks"):
     load_lastfm(write_lastfm(tmp_path / "b", ["2\t99\t5"]))
-
-
-def test_registry_makes_movielens_implicit_with_the_rating_rule(tmp_path):
-  d = write_ml100k(tmp_path / "ml")
-  cfg = ml_collections.ConfigDict(dict(name="movielens", path=str(d), feedback="implicit", positive_threshold=4.0))
-  rated = load_dataset(ml_collections.ConfigDict(dict(name="movielens", path=str(d))))
-  data = load_dataset(cfg)
-  assert len(data.interactions) == int((rated.interactions.rating >= 4).sum()) > 0
-  assert len(data.interacted) == len(rated.interactions)
 
 
 def test_real_lastfm_counts():
