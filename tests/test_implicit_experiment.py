@@ -28,8 +28,8 @@ def implicit_config():
   c.eval.scenarios = ("warm", "user_cold")
   c.methods = ("popularity", "pooled", "pooled_finetune", "maml_bpr")  # the pooled model trains with BCE
   c.variants.maml_bpr = ("meta.learner=maml", "meta.loss=bpr")
-  c.train.steps = 6
-  c.train.eval_every = 3
+  c.train.steps = 4
+  c.train.eval_every = 2
   c.eval.finetune_lrs = (0.1,)
   return c
 

@@ -37,7 +37,7 @@ def implicit_engine(tiny_data, tiny_setup):
 @pytest.mark.parametrize("name,loss", [("maml", "bce"), ("pooled", "bpr")])
 def test_implicit_meta_gradient_vmapped_equals_loop(implicit_engine, name, loss):
   predict, params, features, _, batch = implicit_engine
-  spec = learner_spec(name, inner_lr=0.5, inner_steps=2, loss=loss, negatives_per_positive=RATIO)
+  spec = learner_spec(name, inner_lr=0.5, inner_steps=1, loss=loss, negatives_per_positive=RATIO)
   meta = init_meta_params(spec, params)
   loss_v, grads, aux = jax.jit(lambda m: meta_gradient(spec, predict, m, features, batch))(meta)
   loop_loss, loop_grads = loop_gradient(spec, predict, meta, features, batch)
