@@ -12,8 +12,13 @@ Protocol:  `random_users` (RecBole-MetaRec's split): users with 13..100 ratings
            occupation, zip; genre, year. `--set data.protocol=temporal
            --set eval.scenarios=warm,user_cold,item_cold,user_item_cold` gives
            MeLU's release-year / first-rating rule on the raw data instead.
-Runtime:   see the README's "Reproducing MeLU" section (measured per method).
-Expected:  see the README's "Reproducing MeLU" section (3 seeds).
+Runtime:   468 s for all 13 methods and 3 seeds on the 2-core CPU (shared with
+           other jobs at the time).
+Expected:  user-cold MAE, mean ± std over seeds 0-2 (58 test users per seed):
+           item_mean_user_bias 0.7826 ± 0.0417, melu1 0.8537 ± 0.0349,
+           maml 0.8390 ± 0.0473, melu_plus 0.7775 ± 0.0417 (the best; every
+           other learner is in README "Reproducing MeLU"). Seeds differ by
+           ±0.04: only the baseline family vs. the plain learners is clear.
 """
 
 import os
