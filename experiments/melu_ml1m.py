@@ -55,7 +55,7 @@ def get_config():
   c.eval.finetune_lrs = (0.001, 0.003, 0.01, 0.03)
   c.eval.finetune_steps = (1, 5)
   c.methods = ("global_mean", "item_mean_user_bias", "pooled", "pooled_finetune", "melu1", "melu5", "maml",
-               "fomaml", "metasgd", "reptile", "anil", "maml_relation", "melu_plus")
+               "fomaml", "metasgd", "reptile", "anil", "maml_relation", "melu_plus", "melu_plus_long")
   c.variants.melu1 = ("meta.learner=melu", "meta.inner_steps=1")
   c.variants.melu5 = ("meta.learner=melu", "meta.inner_steps=5")
   c.variants.maml_relation = ("meta.learner=maml", "model.head=relation", "model.user_mlp=64",
