@@ -83,6 +83,16 @@ def validation_selected(selections: list[dict], scenarios) -> dict[int, tuple[st
 SELECTED = "validation-selected"
 
 
+def _mae_by_method_and_scenario(rows) -> tuple[list[str], list[str], dict]:
+  """(methods, scenarios) in first-seen order and (method, scenario) -> MAE per seed."""
+  methods = list(dict.fromkeys(r["method"] for r in rows))
+  scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
+  vals = defaultdict(list)
+  for r in rows:
+    vals[(r["method"], r["scenario"])].append(r["mae"])
+  return methods, scenarios, vals
+
+
 def mae_overview(results: dict, selected: dict[int, tuple[str, float]] | None = None) -> str:
   """Markdown: methods × scenarios, MAE mean ± std over seeds, best per scenario in bold.
 
@@ -90,11 +100,7 @@ def mae_overview(results: dict, selected: dict[int, tuple[str, float]] | None = 
   MAE of each seed's validation-selected method.
   """
   rows = results["rows"]
-  scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
-  methods = list(dict.fromkeys(r["method"] for r in rows))
-  vals = defaultdict(list)
-  for r in rows:
-    vals[(r["method"], r["scenario"])].append(r["mae"])
+  methods, scenarios, vals = _mae_by_method_and_scenario(rows)
   if selected:
     for r in rows:
       if r["seed"] in selected and selected[r["seed"]][0] == r["method"]:
@@ -127,12 +133,7 @@ def plot_mae_by_scenario(results: dict, path: pathlib.Path) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  rows = results["rows"]
-  methods = list(dict.fromkeys(r["method"] for r in rows))
-  scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
-  vals = defaultdict(list)
-  for r in rows:
-    vals[(r["method"], r["scenario"])].append(r["mae"])
+  methods, scenarios, vals = _mae_by_method_and_scenario(results["rows"])
   fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(scenarios) * len(methods) / 3), 4))
   width = 0.8 / len(methods)
   x = np.arange(len(scenarios))

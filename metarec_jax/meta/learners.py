@@ -144,6 +144,15 @@ def _inner_rates(spec: LearnerSpec, meta: MetaParams, inner_lr=None):
   return spec.inner_lr if inner_lr is None else inner_lr
 
 
+def _localise_if_useful(spec: LearnerSpec, adapted: dict, features: Features, user,
+                        item_groups: tuple) -> LocalTask | None:
+  """The task on its own rows when embedding tables adapt (and ``spec.local_tables``), else None."""
+  paths = local_table_paths(adapted, features) if (spec.local_tables and spec.inner_steps) else ()
+  if not paths:
+    return None
+  return localise(features, user, item_groups, paths, {p: adapted[p].shape[0] for p in paths})
+
+
 @dataclasses.dataclass(frozen=True)
 class AdaptedTask:
   """A task after adaptation on its support set, in the coordinates its params use.
@@ -173,11 +182,8 @@ def adapt_on_support(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, fe
   """
   adapted, frozen = partition(meta["model"], spec.adapt)
   lrs = _inner_rates(spec, meta, inner_lr)
-  paths = local_table_paths(adapted, features) if (spec.local_tables and spec.inner_steps) else ()
-  local = None
-  if paths:
-    local = localise(features, user, (support_items, query_items), paths,
-                     {p: adapted[p].shape[0] for p in paths})
+  local = _localise_if_useful(spec, adapted, features, user, (support_items, query_items))
+  if local is not None:
     adapted = local.gather(adapted)
     lrs = local.gather(lrs) if isinstance(lrs, dict) else lrs
     features, user, (support_items, query_items) = local.features, local.user, local.item_groups
@@ -242,9 +248,8 @@ def _reptile_delta(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, feat
   items, ratings, mask = merge_support_query(task)
   adapted, frozen = partition(meta["model"], spec.adapt)
   user, rows = task.user, {}
-  paths = local_table_paths(adapted, features) if (spec.local_tables and spec.inner_steps) else ()
-  if paths:
-    local = localise(features, user, (items,), paths, {p: adapted[p].shape[0] for p in paths})
+  local = _localise_if_useful(spec, adapted, features, user, (items,))
+  if local is not None:
     adapted, rows = local.gather(adapted), local.rows
     features, user, (items,) = local.features, local.user, local.item_groups
   fast, losses = adapt(predict, adapted, frozen, features, user, items, ratings, mask,
