@@ -13,8 +13,9 @@ task batch as the JAX step:
 
 Both use ``torch.optim.Adam`` with optax's defaults. Model math, as in the
 engine's `RecModel` with an ``mlp`` head: one embedding per field, multi-hot
-fields averaged over their non-zero ids, ``concat(user fields, item fields)``,
-ReLU layers, a linear output; masked MSE on support and query; SGD inner
+fields averaged over their non-zero ids, ``concat(user fields, item fields)``
+(the first layer's user half computed once per task, as the engine's
+`heads.PairDense` does), ReLU layers, a linear output; masked MSE on support and query; SGD inner
 steps on the adapted params (the decision layers), second order unless the
 learner is first order. Meta-SGD's learned inner rates are supported; Reptile
 and the pooled model are not (the peers implement MAML-kind learners).
@@ -126,8 +127,12 @@ def _model_class():
 
       f_u = fields("user", self.user_specs, self.user_tables, user)
       f_i = fields("item", self.item_specs, self.item_tables, items)
-      x = torch.cat([f_u.unsqueeze(-2).expand(f_i.shape[:-1] + f_u.shape[-1:]), f_i], dim=-1)
-      for i in range(len(self.hidden)):
+      if self.hidden:  # the first layer's user half once per task, as the JAX head (`PairDense`) does
+        w, d_u = p["head.dense_0.weight"], f_u.shape[-1]
+        x = F.relu(F.linear(f_i, w[:, d_u:]) + F.linear(f_u, w[:, :d_u], p["head.dense_0.bias"]).unsqueeze(-2))
+      else:
+        x = torch.cat([f_u.unsqueeze(-2).expand(f_i.shape[:-1] + f_u.shape[-1:]), f_i], dim=-1)
+      for i in range(1, len(self.hidden)):
         x = F.relu(F.linear(x, p[f"head.dense_{i}.weight"], p[f"head.dense_{i}.bias"]))
       return F.linear(x, p["head.out.weight"], p["head.out.bias"]).squeeze(-1)
 

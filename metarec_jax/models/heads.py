@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import flax.linen as nn
+from flax.linen.dtypes import promote_dtype
 import jax
 import jax.numpy as jnp
 
@@ -22,8 +23,35 @@ def per_item(f_u: jax.Array, f_i: jax.Array) -> jax.Array:
   return jnp.broadcast_to(f_u[..., None, :], f_i.shape[:-1] + f_u.shape[-1:])
 
 
+class PairDense(nn.Module):
+  """A dense layer on ``concat(f_u, f_i)`` that computes the user half once.
+
+  Same params (``kernel [Du + Di, F]``, ``bias [F]``), same initialisation
+  and same result as ``nn.Dense`` on the concatenation, but ``f_u @ kernel[:Du]``
+  is computed once per user rather than once per scored item: for MeLU's
+  256 -> 64 first decision layer that halves its work.
+  """
+
+  features: int
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, f_u: jax.Array, f_i: jax.Array) -> jax.Array:
+    d_u = f_u.shape[-1]
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (d_u + f_i.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    f_u, f_i, kernel, bias = promote_dtype(f_u, f_i, kernel, bias, dtype=self.dtype)
+    user = f_u @ kernel[:d_u] + bias  # [..., F], or [..., N, F] for one user vector per item
+    if user.ndim < f_i.ndim:
+      user = user[..., None, :]
+    return f_i @ kernel[d_u:] + user
+
+
 class MLPHead(nn.Module):
-  """MeLU's decision layers: concat(f_u, f_i) -> ReLU layers -> 1."""
+  """MeLU's decision layers: concat(f_u, f_i) -> ReLU layers -> 1.
+
+  The first layer is a `PairDense` (the concatenation is never built).
+  """
 
   hidden: Sequence[int] = (64, 64)
   offset: float = 0.0
@@ -31,10 +59,12 @@ class MLPHead(nn.Module):
 
   @nn.compact
   def __call__(self, f_u: jax.Array, f_i: jax.Array) -> jax.Array:
-    f_u = per_item(f_u, f_i)
-    x = jnp.concatenate([f_u, f_i], axis=-1)
+    if not self.hidden:
+      x = jnp.concatenate([per_item(f_u, f_i), f_i], axis=-1)
     for i, size in enumerate(self.hidden):
-      x = nn.relu(nn.Dense(size, dtype=self.dtype, name=f"dense_{i}")(x))
+      layer = PairDense(size, dtype=self.dtype, name="dense_0") if i == 0 else nn.Dense(
+          size, dtype=self.dtype, name=f"dense_{i}")
+      x = nn.relu(layer(f_u, f_i) if i == 0 else layer(x))
     # dtype=None: computed in the promoted dtype of input and params (float32
     # for bfloat16 inputs, float64 under x64), so the score is never bfloat16.
     out = nn.Dense(1, dtype=None, name="out", bias_init=nn.initializers.constant(self.offset))(x)
