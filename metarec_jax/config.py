@@ -81,6 +81,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.user_id = False            # user-id embedding (training users only)
   c.model.item_stats = False         # dense item input: shrunk training mean and log count
   c.model.support_vector = False     # FISM-like user vector from the support set (leave-one-out)
+  c.model.ridge_dim = 0              # > 0: closed-form ridge user vector over this many learned item factors
   c.model.residual = False           # predict the residual over item mean + support user bias
   c.model.bias_reg = 5.0             # shrinkage of the support user bias (residual models)
   c.model.item_mean_reg = 5.0        # shrinkage of item means toward the global mean
@@ -122,6 +123,8 @@ def default_config() -> ml_collections.ConfigDict:
   # (removed from its test set) and selects that scenario's model on them.
   c.eval.support_sizes = ()          # e.g. (1, 3, 5, 10, 20): also score with exactly K support ratings
   c.eval.selection = "warm"
+  c.eval.train_users = False         # also score the meta-training users (table "warm:train_users"): the warm
+                                     # measurement of reproductions that test on training users; not held out
   c.eval.scenario_valid_share = 0.1
   c.eval.finetune_lrs = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)   # pooled_finetune grid, chosen on validation
   c.eval.finetune_steps = (1, 5, 20)
@@ -357,6 +360,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
       problems.append(f"method {method}: model.dtype must be float32, bfloat16 or float16, got {mc.model.dtype!r}")
     if mc.train.devices < 0:
       problems.append(f"method {method}: train.devices must be >= 0, got {mc.train.devices}")
+    if mc.eval.train_users and mc.data.feedback != "rating":
+      problems.append(f"method {method}: eval.train_users scores ratings; it is not available with "
+                      f"data.feedback={mc.data.feedback!r} (set eval.train_users=false)")
+    if mc.model.ridge_dim < 0:
+      problems.append(f"method {method}: model.ridge_dim must be >= 0 (0 = off), got {mc.model.ridge_dim}")
+    if mc.model.ridge_dim and mc.model.bias_reg <= 0:
+      problems.append(f"method {method}: model.ridge_dim needs model.bias_reg > 0 (the initial ridge penalty), "
+                      f"got {mc.model.bias_reg}")
     if mc.model.extractor not in ("fields", "transformer"):
       problems.append(f"method {method}: model.extractor must be fields or transformer, got {mc.model.extractor!r}")
     if mc.model.head not in HEADS:

@@ -149,8 +149,8 @@ def distill(teacher, prep, student_model: Any, *, steps: int = 500, tasks_per_ba
   from metarec_jax.eval.evaluate import make_adapted_predictor
   from metarec_jax.models.model import make_predict
 
-  if teacher.model.support_vector:
-    raise ValueError("distill: teachers with model.support_vector are not supported yet")
+  if teacher.model.support_vector or teacher.model.ridge_dim:
+    raise ValueError("distill: teachers with model.support_vector or model.ridge_dim are not supported yet")
   t_model, t_params = teacher.model, teacher.params["model"]
   t_ext = extractor_of(t_model)
   s_ext = extractor_of(student_model)

@@ -43,6 +43,7 @@ from metarec_jax.models.model import RecModel, init_params, make_predict
 
 
 MAIN_VALID = "valid"  # the validation set of held-out warm users
+TRAIN_USERS = "warm:train_users"  # eval.train_users: the meta-training users, scored like a test set
 
 
 class NonFiniteError(FloatingPointError):
@@ -146,6 +147,11 @@ def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None =
       ratings = ratings.subset(~is_held)
     test_tasks[scenario] = _tasks(ratings, scenario, d, pad_to)
     tests[scenario] = split_tasks(test_tasks[scenario], eval_key, d.query_size, s)
+  if config.eval.train_users:
+    # The meta-training users themselves, scored like a test set: the warm number
+    # of reproductions that test on their training users. Not held out: label only.
+    tests[TRAIN_USERS] = split_tasks(train, eval_key, d.query_size, s)
+    selection[TRAIN_USERS] = selection.get("warm", MAIN_VALID)
   stats = RatingStats.from_ratings(split.train, data.num_items)
   layouts = {}
   if data.feedback == "implicit":  # negatives: sampled in the step for training, fixed per seed for evaluation
@@ -176,7 +182,7 @@ def build_model(config: ml_collections.ConfigDict, data: Dataset, offset: float)
   return RecModel(user_specs=tuple(user_specs), item_specs=tuple(item_specs), embed_dim=m.embed_dim,
                   user_mlp=tuple(m.user_mlp), item_mlp=tuple(m.item_mlp), head=m.head,
                   head_hidden=tuple(m.head_hidden), offset=0.0 if m.residual else offset,
-                  support_vector=m.support_vector, dtype=None if m.dtype == "float32" else jnp.dtype(m.dtype),
+                  support_vector=m.support_vector, ridge_dim=m.ridge_dim, ridge_reg=m.bias_reg, dtype=None if m.dtype == "float32" else jnp.dtype(m.dtype),
                   extractor=m.extractor, transformer=_transformer_spec(m))
 
 
@@ -631,7 +637,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
 
 # Evaluation settings that change neither training nor model selection, so a
 # finished run may be re-evaluated with them (`metarec eval WORKDIR --set ...`).
-EVAL_ONLY_KEYS = ("eval.support_sizes", "eval.metrics", "eval.tasks_per_chunk")
+EVAL_ONLY_KEYS = ("eval.support_sizes", "eval.metrics", "eval.tasks_per_chunk", "eval.train_users")
 
 
 def evaluate_workdir(workdir: str | pathlib.Path, *, progress: bool = True, verbose: bool = False,

@@ -205,7 +205,8 @@ def write_report(workdirs, out: str | pathlib.Path) -> list[pathlib.Path]:
   text = ["# metarec report\n", "Runs: " + ", ".join(f"`{w}`" for w in workdirs) + "\n",
           "Mean ± std over seeds; best per scenario and metric in bold.\n"]
   scenarios = list(dict.fromkeys(r["scenario"] for r in results["rows"]))
-  selected = validation_selected(load_selections(workdirs), scenarios)
+  # Extra tables ("<scenario>:<variant>") share their scenario's validation set: not counted twice.
+  selected = validation_selected(load_selections(workdirs), [s for s in scenarios if ":" not in s])
   text += [mae_overview(results, selected), markdown_table(results, metrics)]
   files = [out / "report.md", out / "mae_by_scenario.png"]
   plot_mae_by_scenario(results, files[1])

@@ -144,7 +144,8 @@ class Recommender:
     adapted, _ = partition(meta["model"], spec.adapt)
     # The item tower does not adapt for most learners (MeLU / ANIL adapt the head):
     # then every item's features are computed once here, not once per user.
-    plain = not residual and not getattr(model, "support_vector", False) and getattr(model, "dtype", None) is None
+    plain = (not residual and not getattr(model, "support_vector", False) and not getattr(model, "ridge_dim", 0)
+             and getattr(model, "dtype", None) is None)
     self.caches_items = plain and not any(k.startswith("extractor/item") for k in adapted)
 
     def one_user(item_tables, user_row):

@@ -151,6 +151,10 @@ def test_config_validation_catches_bad_values():
     validate(apply_overrides(c, ["data.query_size=5"]))
   with pytest.raises(ConfigError, match="tasks_per_chunk=3 must divide"):
     validate(apply_overrides(c, ["meta.tasks_per_chunk=3"]))
+  with pytest.raises(ConfigError, match="model.ridge_dim must be >= 0"):
+    validate(apply_overrides(c, ["model.ridge_dim=-2"]))
+  with pytest.raises(ConfigError, match="model.ridge_dim needs model.bias_reg > 0"):
+    validate(apply_overrides(c, ["model.ridge_dim=4", "model.bias_reg=0"]))
 
 
 def test_per_scenario_selection_holds_out_each_scenarios_own_users(tmp_path):
@@ -185,3 +189,20 @@ def test_reevaluation_adds_the_support_curve_without_changing_the_numbers(finish
   assert {(r["method"], r["support"]) for r in again["support_curve"]} == {
       (m, k) for m in ("global_mean", "item_mean_user_bias", "pooled", "pooled_finetune", "maml") for k in (1, 3)}
   assert json.loads((copy / "config.json").read_text())["eval"]["support_sizes"] == [1, 3]
+
+
+def test_train_users_table_scores_the_meta_training_users(finished_run, tmp_path):
+  import shutil
+  c, wd, results = finished_run
+  copy = tmp_path / "wd"
+  shutil.copytree(wd, copy)
+  again = experiment.evaluate_workdir(copy, progress=False, overrides=["eval.train_users=true"])
+  extra = [r for r in again["rows"] if r["scenario"] == experiment.TRAIN_USERS]
+  assert [r for r in again["rows"] if r["scenario"] != experiment.TRAIN_USERS] == results["rows"]
+  prep = experiment.prepare(apply_overrides(c, ["eval.train_users=true"]), 0)
+  assert prep.selection[experiment.TRAIN_USERS] == prep.selection["warm"]
+  batch = prep.test_batches[experiment.TRAIN_USERS]
+  assert set(np.asarray(batch.user).tolist()) == set(np.unique(prep.split.train.user).tolist())
+  assert {r["method"] for r in extra} == set(c.methods)
+  assert all(r["tasks"] == prep.train.num_tasks for r in extra)
+  assert "### warm:train_users" in (copy / "results.md").read_text()

@@ -13,6 +13,7 @@ from metarec_jax.data.derived import ITEM_MEAN
 from metarec_jax.data.tasks import Features
 from metarec_jax.models.extractor import Extractor
 from metarec_jax.models.heads import DotHead, MLPHead, RelationHead, per_item
+from metarec_jax.models.ridge import RidgeUserVector
 
 Params = Any
 PredictFn = Callable[..., jax.Array]  # (params, features, user, items, support=None, loo=False)
@@ -27,6 +28,9 @@ class RecModel(nn.Module):
   the mean of the support items' feature vectors weighted by their residual
   ratings (FISM-like, amortised), computed leave-one-out when the scored items
   are the support items themselves, so a support rating never predicts itself.
+  With ``ridge_dim`` the score also gets a closed-form user vector: a ridge
+  solution over learned item factors of the support residuals
+  (`ridge.RidgeUserVector`, leave-one-out on the support items too).
 
   Attributes:
     user_specs: user fields fed to the extractor.
@@ -38,6 +42,9 @@ class RecModel(nn.Module):
     head_hidden: hidden sizes of the MLP head.
     offset: initial global bias (mean training rating; 0 for residual models).
     support_vector: add the support-set user vector to the user features.
+    ridge_dim: > 0 adds the ridge user vector's score with this many item
+      factors (plus an intercept, the user bias).
+    ridge_reg: initial ridge penalty of every factor.
     extractor: ``fields`` (`Extractor`) or ``transformer``
       (`field_transformer.FieldTransformerExtractor`, shaped by ``transformer``).
     dtype: compute dtype of embeddings and hidden layers (``jnp.bfloat16`` for
@@ -54,6 +61,8 @@ class RecModel(nn.Module):
   head_hidden: Sequence[int] = (64, 64)
   offset: float = 0.0
   support_vector: bool = False
+  ridge_dim: int = 0
+  ridge_reg: float = 5.0
   dtype: Any = None
   extractor: str = "fields"
   transformer: Any = None  # field_transformer.TransformerSpec when extractor == "transformer"
@@ -81,11 +90,15 @@ class RecModel(nn.Module):
       raise ValueError(f"unknown extractor {self.extractor!r}; choose fields or transformer")
     f_u = extractor.embed_user(user_cols)
     f_i = extractor.embed_items(item_cols)
-    if self.support_vector:
+    if self.support_vector or self.ridge_dim:
       if support is None:
-        raise ValueError("support_vector needs the support set: pass support=(fields, residuals, mask)")
+        raise ValueError("support_vector and ridge_dim need the support set: pass support=(fields, residuals, mask)")
       s_cols, s_resid, s_mask = support
       f_s = extractor.embed_items(s_cols)  # [S, Di]
+    ridge = 0.0
+    if self.ridge_dim:
+      ridge = RidgeUserVector(self.ridge_dim, self.ridge_reg, name="ridge")(f_u, f_i, f_s, s_resid, s_mask, loo)
+    if self.support_vector:
       w = (s_resid * s_mask)[..., None]
       total = jnp.sum(w * f_s, axis=-2)
       n = jnp.sum(s_mask)
@@ -104,7 +117,7 @@ class RecModel(nn.Module):
       raise ValueError(f"unknown head {self.head!r}; choose one of {HEADS}")
     if self.head != "mlp":  # bilinear heads: at least float32 for the score
       f_u, f_i = (x.astype(jnp.promote_types(x.dtype, jnp.float32)) for x in (f_u, f_i))
-    return head(f_u, f_i)
+    return head(f_u, f_i) + ridge
 
 
 def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5.0) -> PredictFn:
@@ -120,9 +133,10 @@ def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5
   user-bias baseline: the score adds ``m_i + b_u`` with ``m_i`` the shrunk
   training mean of the item (feature column ``_item_mean``) and ``b_u`` the
   user's mean support residual shrunk by ``bias_reg`` (leave-one-out on the
-  support items).
+  support items). With ``model.ridge_dim`` the ridge user vector's intercept
+  is the user bias, so ``b_u`` is not added a second time.
   """
-  uses_support = residual or model.support_vector
+  uses_support = residual or model.support_vector or model.ridge_dim > 0
 
   def predict(params: Params, features: Features, user: jax.Array, items: jax.Array,
               support: tuple | None = None, loo: bool = False) -> jax.Array:
@@ -145,9 +159,10 @@ def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5
     if residual:
       if means is None:
         raise ValueError(f"residual models need the item-mean feature column {ITEM_MEAN!r}")
-      total, n = jnp.sum(s_resid), jnp.sum(mask)
-      bias = (total - s_resid) / (n - mask + bias_reg) if loo else total / (n + bias_reg)
-      out = out + means[items] + bias
+      out = out + means[items]
+      if not model.ridge_dim:
+        total, n = jnp.sum(s_resid), jnp.sum(mask)
+        out = out + ((total - s_resid) / (n - mask + bias_reg) if loo else total / (n + bias_reg))
     return out
 
   return predict
@@ -159,6 +174,6 @@ def init_params(model: RecModel, features: Features, key: jax.Array) -> Params:
   idx = jnp.zeros((2,), jnp.int32)
   item_cols = {s.name: features.item[s.name][idx] for s in model.item_specs}
   support = None
-  if model.support_vector:
+  if model.support_vector or model.ridge_dim:
     support = (item_cols, jnp.zeros((2,)), jnp.ones((2,)))
   return jax.jit(lambda k: model.init(k, user_cols, item_cols, support))(key)["params"]
