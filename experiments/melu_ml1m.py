@@ -54,8 +54,11 @@ def get_config():
   c.eval.selection = "per_scenario"  # each scenario's model is selected on its own held-out users
   c.eval.finetune_lrs = (0.001, 0.003, 0.01, 0.03)
   c.eval.finetune_steps = (1, 5)
+  c.eval.train_users = True  # also score the meta-training users: the warm measurement of reproductions
+                             # that test on their training users (table "warm:train_users"; not held out)
   c.methods = ("global_mean", "item_mean_user_bias", "pooled", "pooled_finetune", "melu1", "melu5", "maml",
-               "fomaml", "metasgd", "reptile", "anil", "maml_relation", "melu_plus", "melu_plus_long")
+               "fomaml", "metasgd", "reptile", "anil", "maml_relation", "melu_plus", "melu_plus_long",
+               "melu_ridge", "melu_ridge_long")
   c.variants.melu1 = ("meta.learner=melu", "meta.inner_steps=1")
   c.variants.melu5 = ("meta.learner=melu", "meta.inner_steps=5")
   c.variants.maml_relation = ("meta.learner=maml", "model.head=relation", "model.user_mlp=64",
@@ -70,4 +73,8 @@ def get_config():
   # item_mean_user_bias picks on the cold validation users (item 2, user 10).
   c.variants.melu_plus_long = c.variants.melu_plus + ("train.steps=2000", "model.item_mean_reg=2.0",
                                                       "model.bias_reg=10.0")
+  # ... plus a closed-form ridge user vector over 16 learned item factors, with
+  # a prior from the user's demographics (its intercept replaces the user bias).
+  c.variants.melu_ridge = c.variants.melu_plus + ("model.ridge_dim=16",)
+  c.variants.melu_ridge_long = c.variants.melu_plus_long + ("model.ridge_dim=16",)
   return c
