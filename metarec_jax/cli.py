@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
   ev = sub.add_parser("eval", help="re-evaluate a finished run from its checkpoints")
   ev.add_argument("workdir")
   ev.add_argument("--set", action="append", metavar="KEY=VALUE",
-                  help="evaluation-only setting: eval.support_sizes, eval.metrics or eval.tasks_per_chunk")
+                  help="evaluation-only setting: " + ", ".join(cfg_lib.EVAL_ONLY_KEYS))
   ev.add_argument("--no-progress", action="store_true")
   ev.set_defaults(func=_eval)
   rep = sub.add_parser("report", help="merge workdirs into one markdown table and PNG plots")

@@ -25,6 +25,10 @@ from metarec_jax.meta.losses import LOSSES
 from metarec_jax.models.model import HEADS
 
 
+# Keys `metarec eval WORKDIR --set` may change: they alter what is scored, not what was trained.
+EVAL_ONLY_KEYS = ("eval.support_sizes", "eval.metrics", "eval.tasks_per_chunk", "eval.train_users")
+
+
 class ConfigError(ValueError):
   """A configuration problem, said in words a user can act on."""
 

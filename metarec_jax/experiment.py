@@ -637,7 +637,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
 
 # Evaluation settings that change neither training nor model selection, so a
 # finished run may be re-evaluated with them (`metarec eval WORKDIR --set ...`).
-EVAL_ONLY_KEYS = ("eval.support_sizes", "eval.metrics", "eval.tasks_per_chunk", "eval.train_users")
+EVAL_ONLY_KEYS = cfg_lib.EVAL_ONLY_KEYS
 
 
 def evaluate_workdir(workdir: str | pathlib.Path, *, progress: bool = True, verbose: bool = False,

@@ -134,18 +134,19 @@ def plot_mae_by_scenario(results: dict, path: pathlib.Path) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   methods, scenarios, vals = _mae_by_method_and_scenario(results["rows"])
-  fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(scenarios) * len(methods) / 3), 4))
+  fig, ax = plt.subplots(figsize=(min(16, max(6, 1.2 * len(scenarios) * len(methods) / 4)), 4.5))
   width = 0.8 / len(methods)
   x = np.arange(len(scenarios))
+  colours = plt.get_cmap("tab20" if len(methods) > 10 else "tab10")  # one colour per method
   for i, m in enumerate(methods):
     means = [np.mean(vals[(m, s)]) if vals[(m, s)] else np.nan for s in scenarios]
     stds = [np.std(vals[(m, s)]) if vals[(m, s)] else 0 for s in scenarios]
-    ax.bar(x + i * width - 0.4 + width / 2, means, width, yerr=stds, label=m)
+    ax.bar(x + i * width - 0.4 + width / 2, means, width, yerr=stds, label=m, color=colours(i % colours.N))
   ax.set_xticks(x, scenarios)
   ax.set_ylabel("MAE (lower is better)")
   lo = np.nanmin([np.mean(v) for v in vals.values()])
   ax.set_ylim(lo * 0.9, None)
-  ax.legend(fontsize=7, ncol=2)
+  ax.legend(fontsize=7, ncol=1 + len(methods) // 12, loc="upper left", bbox_to_anchor=(1.0, 1.0))
   ax.set_title("MAE by scenario and method (mean ± std over seeds)")
   fig.tight_layout()
   fig.savefig(path, dpi=120)

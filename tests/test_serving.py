@@ -129,12 +129,12 @@ def test_adapting_the_item_tower_and_other_heads_match_the_engine(tiny_setup, ti
   check_against_engine(rec)
 
 
-def test_residual_support_vector_models_score_with_the_support_set(tiny_setup, tiny_data):
+@pytest.mark.parametrize("extra", [dict(support_vector=True), dict(ridge_dim=3)])
+def test_residual_support_vector_models_score_with_the_support_set(tiny_setup, tiny_data, extra):
   _, _, _, features, _, _ = tiny_setup
   n = tiny_data.num_items
   features = Features(user=features.user, item={**features.item, ITEM_MEAN: jnp.linspace(2.5, 4.5, n)})
-  model = RecModel(tiny_data.users.specs, tiny_data.items.specs, embed_dim=3, head_hidden=(5,),
-                   support_vector=True)
+  model = RecModel(tiny_data.users.specs, tiny_data.items.specs, embed_dim=3, head_hidden=(5,), **extra)
   spec = learner_spec("anil", inner_lr=0.1, inner_steps=1)
   meta = init_meta_params(spec, init_params(model, features, jax.random.PRNGKey(1)))
   rec = Recommender(model, spec, meta, features, residual=True)
