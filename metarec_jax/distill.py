@@ -81,7 +81,8 @@ class DistilledModel(nn.Module):
   user_width: int
   item_width: int
   offset: float = 0.0
-  support_vector: bool = False
+  support_vector: bool = False  # what `make_predict` reads: a student scores without the support set
+  ridge_dim: int = 0
 
   def setup(self):
     self.adapt_user = nn.Dense(self.user_width)

@@ -302,13 +302,31 @@ def meta_gradient(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, featu
     loss = jnp.mean(before)
     return loss, grads, {"support_loss": loss}
 
-  def mean_loss(m):
-    losses, aux = chunked_vmap(lambda t: task_loss(spec, predict, m, features, t), batch,
-                               tasks_per_chunk)
+  def mean_loss(m, tasks):
+    losses, aux = jax.vmap(lambda t: task_loss(spec, predict, m, features, t))(tasks)
     return jnp.mean(losses), jax.tree_util.tree_map(jnp.mean, aux)
 
-  (loss, aux), grads = jax.value_and_grad(mean_loss, has_aux=True)(meta)
-  return loss, grads, aux
+  value_and_grad = jax.value_and_grad(mean_loss, has_aux=True)
+  n = jax.tree_util.tree_leaves(batch)[0].shape[0]
+  if not tasks_per_chunk or tasks_per_chunk >= n:
+    (loss, aux), grads = value_and_grad(meta, batch)
+    return loss, grads, aux
+  if n % tasks_per_chunk:
+    raise ValueError(f"tasks_per_chunk={tasks_per_chunk} must divide the task batch size {n}")
+  # Gradient accumulation: each chunk's forward and backward run together, so
+  # only one chunk's per-task fast weights and residuals are ever live.
+  chunks = n // tasks_per_chunk
+  shaped = jax.tree_util.tree_map(lambda x: x.reshape((chunks, tasks_per_chunk) + x.shape[1:]), batch)
+
+  def accumulate(total, tasks):
+    out = value_and_grad(meta, tasks)
+    return jax.tree_util.tree_map(jnp.add, total, out), None
+
+  first = jax.eval_shape(value_and_grad, meta, jax.tree_util.tree_map(lambda x: x[0], shaped))
+  zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), first)
+  ((loss, aux), grads), _ = jax.lax.scan(accumulate, zeros, shaped)
+  # Equal chunks: the mean over tasks is the mean of the chunk means.
+  return jax.tree_util.tree_map(lambda x: x / chunks, (loss, grads, aux))
 
 
 __all__ = ["LEARNERS", "LearnerSpec", "learner_spec", "init_meta_params", "adapt_task", "adapt_on_support",
