@@ -50,7 +50,7 @@ class JaxMetaStep:
   XLA's cost analysis counts the body of a loop once, whatever its trip
   count. So for ``k > 1`` inner steps (a ``lax.scan``) the FLOPs are
   ``cost(k) + (k - 1) × (cost(1 step) - cost(0 steps))``, and a chunked step
-  (``lax.map`` over chunks) is counted as the same step without chunks; the
+  (gradients accumulated over chunks) is counted as the same step without chunks; the
   extra costs come from lowered (unoptimised) steps, which need no compile.
 
   Attributes:

@@ -264,8 +264,10 @@ def _reptile_delta(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, feat
 def chunked_vmap(fn: Callable, batch: Any, chunk: int) -> Any:
   """``vmap(fn)(batch)`` computed as ``lax.map`` over chunks of ``chunk`` tasks.
 
-  Bounds memory for large task batches; ``chunk`` must divide the batch size
-  (0 or >= batch size: one plain vmap).
+  Bounds memory for large task batches when nothing is differentiated through
+  it (Reptile's deltas); `meta_gradient` accumulates gradients per chunk
+  instead. ``chunk`` must divide the batch size (0 or >= batch size: one
+  plain vmap).
   """
   n = jax.tree_util.tree_leaves(batch)[0].shape[0]
   if not chunk or chunk >= n:
