@@ -104,6 +104,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.meta.first_order = False         # True forces first-order gradients
   c.meta.remat = False
   c.meta.local_tables = True         # adapt embedding tables on each task's own rows (same numbers, faster)
+  c.meta.factored = True             # dense-layer inner updates kept factored (same numbers, no per-task kernel)
   c.meta.tasks_per_chunk = 0         # > 0: accumulate gradients over chunks of this many tasks (CPU: 32 above 64)
   c.meta.loss = "mse"                # inner and outer loss: mse (ratings) | bce | bpr (implicit)
 

@@ -228,7 +228,8 @@ def spec_of(mc: ml_collections.ConfigDict) -> LearnerSpec:
   m = mc.meta
   return learner_spec(m.learner, inner_lr=m.inner_lr, inner_steps=m.inner_steps, adapt=m.adapt,
                       first_order=True if m.first_order else None, remat=m.remat,
-                      local_tables=m.get("local_tables", True), **loss_options(mc))
+                      local_tables=m.get("local_tables", True), factored=m.get("factored", True),
+                      **loss_options(mc))
 
 
 def loss_options(mc: ml_collections.ConfigDict) -> dict:

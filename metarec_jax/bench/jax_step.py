@@ -48,10 +48,9 @@ class JaxMetaStep:
   as in training; the state is donated and carried from call to call.
 
   XLA's cost analysis counts the body of a loop once, whatever its trip
-  count. So for ``k > 1`` inner steps (a ``lax.scan``) the FLOPs are
-  ``cost(k) + (k - 1) × (cost(1 step) - cost(0 steps))``, and a chunked step
-  (gradients accumulated over chunks) is counted as the same step without chunks; the
-  extra costs come from lowered (unoptimised) steps, which need no compile.
+  count. So the FLOPs are those of the same step lowered with the inner loop
+  unrolled and without chunks (gradient accumulation over chunks is a loop
+  too); lowering needs no compile.
 
   Attributes:
     workload: the workload.
@@ -79,10 +78,10 @@ class JaxMetaStep:
                                 query_size=w.spec.query, support_size=w.spec.support,
                                 tasks_per_chunk=w.spec.tasks_per_chunk if chunk is None else chunk)
 
-  def _lowered_flops(self, inner_steps: int) -> float | None:
-    """FLOPs of the lowered, unchunked step with ``inner_steps`` inner steps."""
+  def _lowered_flops(self) -> float | None:
+    """FLOPs of the lowered step with the inner loop unrolled and no chunks."""
     w = self.workload
-    fn = self._make_step(dataclasses.replace(w.learner, inner_steps=inner_steps), chunk=0)
+    fn = self._make_step(dataclasses.replace(w.learner, unroll=True), chunk=0)
     return cost_flops(fn.lower(self.state, w.tasks, w.features))
 
   def compile(self) -> float:
@@ -91,18 +90,9 @@ class JaxMetaStep:
     start = time.perf_counter()
     self.compiled = self.step_fn.lower(self.state, w.tasks, w.features).compile()
     self.compile_s = time.perf_counter() - start
-    self.flops = cost_flops(self.compiled)
-    k = w.learner.inner_steps
-    chunked = 0 < w.spec.tasks_per_chunk < w.spec.tasks
-    base, extra = "the compiled step", ""
-    if self.flops is not None and chunked:
-      self.flops, base = self._lowered_flops(k), "the lowered step without chunks"
-    if self.flops is not None and k > 1:
-      zero, one = self._lowered_flops(0), self._lowered_flops(1)
-      self.flops = None if None in (zero, one) else self.flops + (k - 1) * (one - zero)
-      extra = f" + {k - 1} x one inner step's FLOPs"
-    loops = " (xla counts a loop body once)" if chunked or k > 1 else ""
-    self.flops_method = f"xla cost analysis of {base}{extra}{loops}"
+    self.flops = self._lowered_flops()
+    self.flops_method = ("xla cost analysis of the lowered step, inner loop unrolled, without chunks "
+                         "(xla counts a loop body once)")
     if self.flops is None:
       self.flops_method = "unavailable (no cost analysis)"
     self.peak_bytes = peak_bytes(self.compiled)

@@ -53,7 +53,7 @@ def best_threads(run: Runner, candidates: list[int]) -> int:
 
 def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
                     torch_threads: int = 0, target_s: float = 0.3, chunks: tuple[int, ...] = (),
-                    log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+                    plain: bool = True, log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
   """Times the jitted meta-train step (and the PyTorch peers) on a MeLU-shaped workload.
 
   Args:
@@ -65,6 +65,9 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
     target_s: seconds one timed repeat should take (sets steps per repeat).
     chunks: also time the JAX step with these ``tasks_per_chunk`` values (those
       below ``spec.tasks`` that divide it), in the same interleaving.
+    plain: with ``spec.factored`` (the engine's default), also time the step
+      that builds every task's adapted kernels (``meta.factored=False``), so
+      the algorithm's share of the speed-up is shown apart from the framework's.
     log: progress messages.
 
   Returns:
@@ -88,6 +91,12 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
                                    seed=spec.seed)
       chunked[chunk].compile()
       runners[f"jax_chunk{chunk}"] = chunked[chunk].run
+  plain_step = None
+  if plain and spec.factored:
+    log("compiling the JAX step with per-task kernels (meta.factored=False)")
+    plain_step = JaxMetaStep(make_workload(dataclasses.replace(spec, factored=False)), seed=spec.seed)
+    plain_step.compile()
+    runners["jax_plain"] = plain_step.run
   peer_info: dict[str, dict] = {}
   skipped = None
   if peers:
@@ -133,6 +142,15 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
     result["peers"][name] = {"tasks_per_s": spec.tasks / peer_s, "step_ms": peer_s * 1e3,
                              "jax_speedup": peer_s / jax_s,
                              "steps_per_repeat": timings[name]["steps_per_repeat"], **info}
+    if plain_step is not None:
+      result["peers"][name]["plain_jax_speedup"] = peer_s / timings["jax_plain"]["step_s"]
+  if plain_step is not None:
+    plain_s = timings["jax_plain"]["step_s"]
+    result["plain"] = {"tasks_per_s": spec.tasks / plain_s, "step_ms": plain_s * 1e3,
+                       "compile_s": plain_step.compile_s, "factored_speedup": plain_s / jax_s,
+                       "flops_per_step": plain_step.flops,
+                       "xla_peak_memory_mb": plain_step.peak_bytes / 2**20 if plain_step.peak_bytes is not None
+                       else None}
   if chunked:
     result["chunked"] = {str(c): {"tasks_per_s": spec.tasks / timings[f"jax_chunk{c}"]["step_s"],
                                   "step_ms": timings[f"jax_chunk{c}"]["step_s"] * 1e3, "compile_s": s.compile_s,
@@ -155,12 +173,18 @@ def summary(result: dict[str, Any]) -> str:
   lines.append(f"  jax         {result['tasks_per_s']:10,.0f} tasks/s  {result['step_ms']:9.2f} ms/step  "
                f"compile {result['compile_s']:.1f} s  "
                + (f"{flops:.1f} GFLOP/s{share}" if flops else "GFLOP/s unavailable"))
+  if "plain" in result:
+    p = result["plain"]
+    lines.append(f"  jax plain   {p['tasks_per_s']:10,.0f} tasks/s  {p['step_ms']:9.2f} ms/step  "
+                 f"compile {p['compile_s']:.1f} s  (per-task kernels, meta.factored=False; "
+                 f"factored is {p['factored_speedup']:.1f}x faster)")
   for chunk, c in result.get("chunked", {}).items():
     lines.append(f"  jax chunk{chunk:<4}{c['tasks_per_s']:10,.0f} tasks/s  {c['step_ms']:9.2f} ms/step  "
                  f"compile {c['compile_s']:.1f} s  (meta.tasks_per_chunk={chunk})")
   for name, p in result["peers"].items():
     lines.append(f"  {name:<11} {p['tasks_per_s']:10,.0f} tasks/s  {p['step_ms']:9.2f} ms/step  "
-                 f"{p['threads']} thread(s)   jax is {p['jax_speedup']:.1f}x faster")
+                 f"{p['threads']} thread(s)   jax is {p['jax_speedup']:.1f}x faster"
+                 + (f" ({p['plain_jax_speedup']:.1f}x with per-task kernels)" if "plain_jax_speedup" in p else ""))
   if "peers_skipped" in result:
     lines.append(f"  (PyTorch peers skipped: {result['peers_skipped']})")
   m = result["machine"]

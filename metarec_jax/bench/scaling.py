@@ -45,7 +45,8 @@ def throughput_sweep(knob: str, base: WorkloadSpec, *, values: tuple[int, ...] =
   for value in values or THROUGHPUT[knob]:
     spec = dataclasses.replace(base, **{knob: value})
     with_peers = peers and spec.tasks <= peer_max_tasks
-    r = bench_meta_step(spec, repeats=repeats, peers=with_peers, target_s=0.2, chunks=(chunk,) if chunk else ())
+    r = bench_meta_step(spec, repeats=repeats, peers=with_peers, target_s=0.2, chunks=(chunk,) if chunk else (),
+                        plain=False)
     row = {knob: value, "tasks_per_s": r["tasks_per_s"], "step_ms": r["step_ms"], "compile_s": r["compile_s"],
            "gflops_per_s": r["gflops_per_s"], "flops_per_step": r["flops_per_step"],
            "load_avg": r["machine"]["load_avg_after"]}

@@ -75,6 +75,8 @@ class WorkloadSpec:
     remat: rematerialise the inner steps in the backward pass.
     tasks_per_chunk: > 0: the step maps over chunks of this many vmapped tasks
       (the engine's ``meta.tasks_per_chunk``; must divide ``tasks``).
+    factored: the decision layers' inner updates stay factored (the engine's
+      ``meta.factored``, its default); False builds the per-task kernels.
     seed: seed of the random tables, tasks and initial params.
   """
 
@@ -94,6 +96,7 @@ class WorkloadSpec:
   pool: int = 0
   remat: bool = False
   tasks_per_chunk: int = 0
+  factored: bool = True
   seed: int = 0
 
   def describe(self) -> dict[str, Any]:
@@ -170,7 +173,7 @@ def make_workload(spec: WorkloadSpec = WorkloadSpec()) -> Workload:
   model = RecModel(user_specs=users.specs, item_specs=items.specs, embed_dim=spec.embed_dim,
                    head="mlp", head_hidden=tuple(spec.head_hidden), offset=3.5)
   learner = learner_spec(spec.learner, inner_lr=spec.inner_lr, inner_steps=spec.inner_steps, adapt="head",
-                         remat=spec.remat)
+                         remat=spec.remat, factored=spec.factored)
   params = init_params(model, features, jax.random.PRNGKey(spec.seed))
   return Workload(spec, learner, model, make_predict(model), features, tasks,
                   init_meta_params(learner, params))

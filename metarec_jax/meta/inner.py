@@ -72,7 +72,7 @@ def set_loss(predict: PredictFn, params: Params, features: Features, user, items
 
 def adapt(predict: PredictFn, adapted: Flat, frozen: Flat, features: Features, user: jax.Array,
           items: jax.Array, ratings: jax.Array, mask: jax.Array, lrs: Flat | jax.Array,
-          steps: int, *, first_order: bool = False, remat: bool = False,
+          steps: int, *, first_order: bool = False, remat: bool = False, unroll: bool = False,
           loss_fn: LossFn = masked_mse) -> tuple[Flat, jax.Array]:
   """Runs ``steps`` SGD steps on one task's set, adapting only ``adapted``.
 
@@ -90,6 +90,7 @@ def adapt(predict: PredictFn, adapted: Flat, frozen: Flat, features: Features, u
     steps: number of inner steps (0: no adaptation).
     first_order: stop gradients through the inner gradients (FOMAML).
     remat: rematerialise each inner step in the backward pass.
+    unroll: unroll the loop of steps (a ``lax.scan`` otherwise).
     loss_fn: the per-set loss (`meta.losses`; masked MSE by default).
 
   Returns:
@@ -114,4 +115,4 @@ def adapt(predict: PredictFn, adapted: Flat, frozen: Flat, features: Features, u
     return adapted, jnp.zeros((0,), jnp.float32)
   if remat:
     step = jax.checkpoint(step)
-  return jax.lax.scan(step, adapted, None, length=steps)
+  return jax.lax.scan(step, adapted, None, length=steps, unroll=steps if unroll else 1)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from metarec_jax.data.tasks import Features, TaskBatch, merge_support_query
+from metarec_jax.meta.factored import adapt_factored, factored_applies
 from metarec_jax.meta.inner import adapt, adapt_pattern, flatten, merge, partition, set_loss, unflatten
 from metarec_jax.meta.losses import LossFn, make_loss
 from metarec_jax.meta.local import LocalTask, local_table_paths, localise, scatter_rows
@@ -43,12 +44,16 @@ class LearnerSpec:
     first_order: stop gradients through the inner gradients.
     learn_inner_lr: Meta-SGD's learned per-parameter inner rates.
     remat: rematerialise inner steps in the backward pass.
+    unroll: unroll the inner loop (the benchmarks count FLOPs this way: XLA's
+      cost analysis counts a loop body once).
     local_tables: adapt embedding tables on the rows each task uses only
       (`metarec_jax.meta.local`; the same numbers, much less memory and time
       when the tables adapt).
     loss: the per-set loss of the inner and the outer loop: ``mse`` (ratings),
       ``bce`` or ``bpr`` (implicit feedback, `meta.losses`).
     negatives_per_positive: ``r`` of the implicit sets' grouped layout (BPR).
+    factored: adapt dense layers with factored updates (`meta.factored`:
+      the same numbers, no per-task kernel) wherever that applies.
   """
 
   name: str
@@ -59,9 +64,11 @@ class LearnerSpec:
   first_order: bool = False
   learn_inner_lr: bool = False
   remat: bool = False
+  unroll: bool = False
   local_tables: bool = True
   loss: str = "mse"
   negatives_per_positive: int = 0
+  factored: bool = True
 
   @property
   def loss_fn(self) -> LossFn:
@@ -83,7 +90,7 @@ LEARNERS: dict[str, tuple[str, str, bool, bool]] = {
 
 def learner_spec(name: str, *, inner_lr: float, inner_steps: int, adapt: str = "",
                  first_order: bool | None = None, remat: bool = False, local_tables: bool = True,
-                 loss: str = "mse", negatives_per_positive: int = 0) -> LearnerSpec:
+                 loss: str = "mse", negatives_per_positive: int = 0, factored: bool = True) -> LearnerSpec:
   """Builds a `LearnerSpec` from a learner name and the meta settings.
 
   Args:
@@ -97,6 +104,7 @@ def learner_spec(name: str, *, inner_lr: float, inner_steps: int, adapt: str = "
     local_tables: adapt embedding tables on each task's own rows.
     loss: ``mse``, ``bce`` or ``bpr`` (checked here).
     negatives_per_positive: negatives per positive of implicit sets.
+    factored: factored dense-layer updates where they apply (`meta.factored`).
   """
   if name not in LEARNERS:
     raise KeyError(f"unknown learner {name!r}; known: {sorted(LEARNERS)}")
@@ -111,7 +119,7 @@ def learner_spec(name: str, *, inner_lr: float, inner_steps: int, adapt: str = "
   return LearnerSpec(name=name, kind=kind, adapt=adapt or default_adapt, inner_lr=float(inner_lr),
                      inner_steps=int(inner_steps), first_order=fo if first_order is None else bool(first_order),
                      learn_inner_lr=learn_lr, remat=remat, local_tables=bool(local_tables), loss=loss,
-                     negatives_per_positive=int(negatives_per_positive))
+                     negatives_per_positive=int(negatives_per_positive), factored=bool(factored))
 
 
 def init_meta_params(spec: LearnerSpec, model_params: Any) -> MetaParams:
@@ -134,7 +142,8 @@ def adapt_task(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, features
   adapted, frozen = partition(meta["model"], spec.adapt)
   fast, support_losses = adapt(predict, adapted, frozen, features, user, items, ratings, mask,
                                _inner_rates(spec, meta, inner_lr), spec.inner_steps,
-                               first_order=spec.first_order, remat=spec.remat, loss_fn=spec.loss_fn)
+                               first_order=spec.first_order, remat=spec.remat, unroll=spec.unroll,
+                               loss_fn=spec.loss_fn)
   return merge(fast, frozen), support_losses
 
 
@@ -178,7 +187,9 @@ def adapt_on_support(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, fe
 
   When adapted leaves include embedding tables and ``spec.local_tables`` is
   on, adaptation runs on the rows the task's user and items index (exactly the
-  same numbers as adapting the full tables; tested).
+  same numbers as adapting the full tables; tested). When only dense layers
+  adapt (MeLU, ANIL) and ``spec.factored`` is on, their updates stay factored
+  (`meta.factored`): ``params`` then hold the factors beside the kernels.
   """
   adapted, frozen = partition(meta["model"], spec.adapt)
   lrs = _inner_rates(spec, meta, inner_lr)
@@ -187,9 +198,10 @@ def adapt_on_support(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, fe
     adapted = local.gather(adapted)
     lrs = local.gather(lrs) if isinstance(lrs, dict) else lrs
     features, user, (support_items, query_items) = local.features, local.user, local.item_groups
-  fast, support_losses = adapt(predict, adapted, frozen, features, user, support_items, support_ratings,
+  inner = adapt_factored if spec.factored and factored_applies(predict, adapted, lrs) else adapt
+  fast, support_losses = inner(predict, adapted, frozen, features, user, support_items, support_ratings,
                                support_mask, lrs, spec.inner_steps, first_order=spec.first_order,
-                               remat=spec.remat, loss_fn=spec.loss_fn)
+                               remat=spec.remat, unroll=spec.unroll, loss_fn=spec.loss_fn)
   return AdaptedTask(merge(fast, frozen), features, user, (support_items, support_ratings, support_mask),
                      query_items, support_losses, local)
 
@@ -234,7 +246,7 @@ def reptile_task(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, featur
   items, ratings, mask = merge_support_query(task)
   adapted, frozen = partition(meta["model"], spec.adapt)
   fast, losses = adapt(predict, adapted, frozen, features, task.user, items, ratings, mask,
-                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.remat,
+                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.remat, unroll=spec.unroll,
                        loss_fn=spec.loss_fn)
   before = losses[0] if spec.inner_steps else set_loss(
       predict, meta["model"], features, task.user, items, ratings, mask, support=(items, ratings, mask), loo=True,
@@ -253,7 +265,7 @@ def _reptile_delta(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, feat
     adapted, rows = local.gather(adapted), local.rows
     features, user, (items,) = local.features, local.user, local.item_groups
   fast, losses = adapt(predict, adapted, frozen, features, user, items, ratings, mask,
-                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.remat,
+                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.remat, unroll=spec.unroll,
                        loss_fn=spec.loss_fn)
   before = losses[0] if spec.inner_steps else set_loss(
       predict, merge(adapted, frozen), features, user, items, ratings, mask, support=(items, ratings, mask),

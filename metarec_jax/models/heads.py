@@ -15,6 +15,8 @@ from flax.linen.dtypes import promote_dtype
 import jax
 import jax.numpy as jnp
 
+from metarec_jax.models.fast_weights import FastDense, fast_weight_terms
+
 
 def per_item(f_u: jax.Array, f_i: jax.Array) -> jax.Array:
   """Broadcasts a user vector ``[..., Du]`` to ``[..., N, Du]`` (no-op if already per item)."""
@@ -29,7 +31,8 @@ class PairDense(nn.Module):
   Same params (``kernel [Du + Di, F]``, ``bias [F]``), same initialisation
   and same result as ``nn.Dense`` on the concatenation, but ``f_u @ kernel[:Du]``
   is computed once per user rather than once per scored item: for MeLU's
-  256 -> 64 first decision layer that halves its work.
+  256 -> 64 first decision layer that halves its work. Takes factored
+  inner-loop updates like `FastDense` (inputs ``fast_in_user``, ``fast_in_item``).
   """
 
   features: int
@@ -44,13 +47,14 @@ class PairDense(nn.Module):
     user = f_u @ kernel[:d_u] + bias  # [..., F], or [..., N, F] for one user vector per item
     if user.ndim < f_i.ndim:
       user = user[..., None, :]
-    return f_i @ kernel[d_u:] + user
+    return fast_weight_terms(self, f_i @ kernel[d_u:] + user, {"_user": f_u, "_item": f_i})
 
 
 class MLPHead(nn.Module):
   """MeLU's decision layers: concat(f_u, f_i) -> ReLU layers -> 1.
 
-  The first layer is a `PairDense` (the concatenation is never built).
+  The first layer is a `PairDense` (the concatenation is never built); every
+  layer takes factored inner-loop updates (`fast_weights`).
   """
 
   hidden: Sequence[int] = (64, 64)
@@ -62,12 +66,12 @@ class MLPHead(nn.Module):
     if not self.hidden:
       x = jnp.concatenate([per_item(f_u, f_i), f_i], axis=-1)
     for i, size in enumerate(self.hidden):
-      layer = PairDense(size, dtype=self.dtype, name="dense_0") if i == 0 else nn.Dense(
+      layer = PairDense(size, dtype=self.dtype, name="dense_0") if i == 0 else FastDense(
           size, dtype=self.dtype, name=f"dense_{i}")
       x = nn.relu(layer(f_u, f_i) if i == 0 else layer(x))
     # dtype=None: computed in the promoted dtype of input and params (float32
     # for bfloat16 inputs, float64 under x64), so the score is never bfloat16.
-    out = nn.Dense(1, dtype=None, name="out", bias_init=nn.initializers.constant(self.offset))(x)
+    out = FastDense(1, dtype=None, name="out", bias_init=nn.initializers.constant(self.offset))(x)
     return out[..., 0]
 
 

@@ -128,6 +128,9 @@ def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5
   traced function, so no per-example tensor is ever built on the host.
   ``support`` is the task's support set ``(items [S], ratings [S], mask [S])``;
   ``loo`` says the scored items are those support items, position for position.
+  ``capture=True`` returns ``(scores, inputs)``: the inputs the head's layers
+  saw (`fast_weights`; the factored inner loop's ``X``). The function's
+  ``fast_layers`` attribute names the layers that take factored updates.
 
   With ``residual`` the model predicts the residual over the item-mean +
   user-bias baseline: the score adds ``m_i + b_u`` with ``m_i`` the shrunk
@@ -138,12 +141,19 @@ def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5
   """
   uses_support = residual or model.support_vector or model.ridge_dim > 0
 
+  def apply(params, *args, capture, **kwargs):
+    if capture:
+      out, state = model.apply({"params": params}, *args, mutable=["intermediates"], **kwargs)
+      return out, state.get("intermediates", {})
+    return model.apply({"params": params}, *args, **kwargs), None
+
   def predict(params: Params, features: Features, user: jax.Array, items: jax.Array,
-              support: tuple | None = None, loo: bool = False) -> jax.Array:
+              support: tuple | None = None, loo: bool = False, capture: bool = False):
     user_cols = {k: features.user[k][user] for k in (s.name for s in model.user_specs)}
     item_cols = {k: features.item[k][items] for k in (s.name for s in model.item_specs)}
     if not uses_support:
-      return model.apply({"params": params}, user_cols, item_cols)
+      out, inputs = apply(params, user_cols, item_cols, capture=capture)
+      return (out, inputs) if capture else out
     if support is None:  # no ratings known: an empty support set
       support = (jnp.zeros((1,), jnp.int32), jnp.zeros((1,)), jnp.zeros((1,), bool))
     s_items, s_ratings, s_mask = support
@@ -155,7 +165,7 @@ def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5
       means = None
       s_resid = (s_ratings - model.offset) * mask
     s_cols = {k: features.item[k][s_items] for k in (s.name for s in model.item_specs)}
-    out = model.apply({"params": params}, user_cols, item_cols, support=(s_cols, s_resid, mask), loo=loo)
+    out, inputs = apply(params, user_cols, item_cols, support=(s_cols, s_resid, mask), loo=loo, capture=capture)
     if residual:
       if means is None:
         raise ValueError(f"residual models need the item-mean feature column {ITEM_MEAN!r}")
@@ -163,8 +173,10 @@ def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5
       if not model.ridge_dim:
         total, n = jnp.sum(s_resid), jnp.sum(mask)
         out = out + ((total - s_resid) / (n - mask + bias_reg) if loo else total / (n + bias_reg))
-    return out
+    return (out, inputs) if capture else out
 
+  if model.head == "mlp":  # layers that take factored inner-loop updates (`fast_weights`)
+    predict.fast_layers = tuple(f"head/dense_{i}" for i in range(len(model.head_hidden))) + ("head/out",)
   return predict
 
 

@@ -17,7 +17,7 @@ from tests.bench.tiny import tiny_spec
 def tiny_workloads(monkeypatch):
   """The command's workload, shrunk to tiny shapes (flags still set tasks, sizes, steps, learner)."""
   small = tiny_spec()
-  keep = ("tasks", "support", "query", "inner_steps", "learner", "remat", "seed")
+  keep = ("tasks", "support", "query", "inner_steps", "learner", "remat", "factored", "seed")
 
   def shrunk(spec):
     return make_workload(dataclasses.replace(small, **{k: getattr(spec, k) for k in keep}))
@@ -47,6 +47,17 @@ def test_meta_step_writes_the_json_contract(tiny_workloads, tmp_path, capsys):
   assert result["peers"] == {}
   printed = capsys.readouterr().out
   assert "tasks/s" in printed and json.loads(printed[printed.index("{"):]) == result
+  # The engine's default (factored updates) is timed beside the step that builds per-task kernels.
+  assert w["factored"] is True and "jax plain" in printed
+  assert result["plain"]["tasks_per_s"] > 0 and result["plain"]["factored_speedup"] > 0
+
+
+def test_meta_step_without_factored_updates(tiny_workloads, tmp_path, capsys):
+  out = tmp_path / "r.json"
+  assert main(["bench", "meta-step", "--tasks", "4", "--repeats", "1", "--no-peers", "--no-factored",
+               "--json", str(out)]) == 0
+  result = json.loads(out.read_text())
+  assert result["workload"]["factored"] is False and "plain" not in result
 
 
 def test_bad_flags_are_refused(capsys):
@@ -67,5 +78,6 @@ def test_peers_run_beside_jax_when_torch_is_installed(tiny_workloads):
   assert set(result["peers"]) == {"torch_loop", "torch_func"}
   for peer in result["peers"].values():
     assert peer["tasks_per_s"] > 0 and peer["jax_speedup"] > 0 and peer["threads"] >= 1
+    assert peer["plain_jax_speedup"] > 0
   assert "peers_skipped" not in result
   assert "jax is" in meta_step.summary(result)
