@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--peers", action="store_true", help="time the PyTorch peers too")
   parser.add_argument("--peer-max-tasks", type=int, default=256)
   parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--chunk", type=int, default=128,
+                      help="batches above this many tasks are also timed in chunks of it (0: never)")
   parser.add_argument("--learner", default="maml")
   parser.add_argument("--memory-tasks", type=int, default=256, help="tasks per batch of the memory sweep")
   parser.add_argument("--out", default="runs/bench", help="output folder (default runs/bench)")
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
       new[sweep] = memory_sweep(dataclasses.replace(base, tasks=args.memory_tasks), values)
     else:
       new[sweep] = throughput_sweep(sweep, base, values=values, repeats=args.repeats, peers=args.peers,
-                                    peer_max_tasks=args.peer_max_tasks)
+                                    peer_max_tasks=args.peer_max_tasks, chunk=args.chunk)
   out = pathlib.Path(args.out)
   results = update(out, new)
   print(f"written: {out / 'scaling.json'}, {out / 'scaling.md'}, {out / 'scaling.png'}")

@@ -104,8 +104,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.meta.first_order = False         # True forces first-order gradients
   c.meta.remat = False
   c.meta.local_tables = True         # adapt embedding tables on each task's own rows (same numbers, faster)
-  c.meta.factored = True             # dense-layer inner updates kept factored (same numbers, no per-task kernel)
-  c.meta.tasks_per_chunk = 0         # > 0: accumulate gradients over chunks of this many tasks (CPU: 32 above 64)
+  c.meta.factored = "auto"           # dense-layer inner updates kept factored where cheaper: auto | on | off
+  c.meta.tasks_per_chunk = 0         # > 0: accumulate gradients over chunks of this many tasks (CPU: 128 above 128)
   c.meta.loss = "mse"                # inner and outer loss: mse (ratings) | bce | bpr (implicit)
 
   c.optimizer = ml_collections.ConfigDict(dict(name="adam", lr=1e-3, clip_norm=0.0, weight_decay=0.0))
@@ -358,6 +358,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
       problems.append(f"method {method}: meta.inner_lr must be >= 0, got {mc.meta.inner_lr}")
     if mc.meta.inner_steps < 0:
       problems.append(f"method {method}: meta.inner_steps must be >= 0, got {mc.meta.inner_steps}")
+    if mc.meta.get("factored", "auto") not in ("auto", "on", "off"):
+      problems.append(f"method {method}: meta.factored must be auto, on or off, got {mc.meta.factored!r}")
     if mc.meta.tasks_per_chunk and mc.train.tasks_per_batch % mc.meta.tasks_per_chunk:
       problems.append(f"method {method}: meta.tasks_per_chunk={mc.meta.tasks_per_chunk} must divide "
                       f"train.tasks_per_batch={mc.train.tasks_per_batch}")

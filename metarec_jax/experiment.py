@@ -228,7 +228,7 @@ def spec_of(mc: ml_collections.ConfigDict) -> LearnerSpec:
   m = mc.meta
   return learner_spec(m.learner, inner_lr=m.inner_lr, inner_steps=m.inner_steps, adapt=m.adapt,
                       first_order=True if m.first_order else None, remat=m.remat,
-                      local_tables=m.get("local_tables", True), factored=m.get("factored", True),
+                      local_tables=m.get("local_tables", True), factored=m.get("factored", "auto"),
                       **loss_options(mc))
 
 

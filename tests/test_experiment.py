@@ -155,6 +155,8 @@ def test_config_validation_catches_bad_values():
     validate(apply_overrides(c, ["model.ridge_dim=-2"]))
   with pytest.raises(ConfigError, match="model.ridge_dim needs model.bias_reg > 0"):
     validate(apply_overrides(c, ["model.ridge_dim=4", "model.bias_reg=0"]))
+  with pytest.raises(ConfigError, match="meta.factored must be auto, on or off, got 'false'"):
+    validate(apply_overrides(c, ["meta.factored=false"]))
 
 
 def test_per_scenario_selection_holds_out_each_scenarios_own_users(tmp_path):

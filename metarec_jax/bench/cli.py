@@ -36,7 +36,7 @@ def _meta_step(args) -> int:
     raise ConfigError(f"--inner-steps must be >= 0, got {args.inner_steps}")
   spec = WorkloadSpec(tasks=args.tasks, support=args.support, query=args.query, inner_steps=args.inner_steps,
                       learner=args.learner, remat=args.remat, tasks_per_chunk=args.tasks_per_chunk,
-                      factored=not args.no_factored, seed=args.seed)
+                      factored=args.factored, seed=args.seed)
   if args.tasks_per_chunk < 0 or (args.tasks_per_chunk and args.tasks % args.tasks_per_chunk):
     raise ConfigError(f"--tasks-per-chunk={args.tasks_per_chunk} must divide --tasks={args.tasks}")
   log = lambda s: print(f"[bench] {s}", file=sys.stderr)
@@ -86,10 +86,11 @@ def add_bench_command(subparsers) -> argparse.ArgumentParser:
   ms.add_argument("--remat", action="store_true", help="rematerialise the inner steps")
   ms.add_argument("--tasks-per-chunk", type=int, default=0,
                   help="map over chunks of this many vmapped tasks (the engine's meta.tasks_per_chunk)")
-  ms.add_argument("--no-factored", action="store_true",
-                  help="build every task's adapted kernels (meta.factored=False) instead of factored updates")
+  ms.add_argument("--factored", default="auto", choices=("auto", "on", "off"),
+                  help="the engine's meta.factored: factored decision-layer updates where they need fewer "
+                  "FLOPs (auto, default), always (on) or never (off: per-task kernels)")
   ms.add_argument("--no-plain", action="store_true",
-                  help="do not also time the step with per-task kernels (meta.factored=False)")
+                  help="do not also time the step with per-task kernels (meta.factored=off)")
   ms.add_argument("--seed", type=int, default=0)
   ms.set_defaults(func=_meta_step)
   sv = sub.add_parser(

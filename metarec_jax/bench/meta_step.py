@@ -65,9 +65,9 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
     target_s: seconds one timed repeat should take (sets steps per repeat).
     chunks: also time the JAX step with these ``tasks_per_chunk`` values (those
       below ``spec.tasks`` that divide it), in the same interleaving.
-    plain: with ``spec.factored`` (the engine's default), also time the step
-      that builds every task's adapted kernels (``meta.factored=False``), so
-      the algorithm's share of the speed-up is shown apart from the framework's.
+    plain: when the step uses factored updates (`meta.factored`), also time
+      the step that builds every task's adapted kernels (``meta.factored=off``),
+      so the algorithm's share of the speed-up is shown apart from the framework's.
     log: progress messages.
 
   Returns:
@@ -92,9 +92,9 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
       chunked[chunk].compile()
       runners[f"jax_chunk{chunk}"] = chunked[chunk].run
   plain_step = None
-  if plain and spec.factored:
-    log("compiling the JAX step with per-task kernels (meta.factored=False)")
-    plain_step = JaxMetaStep(make_workload(dataclasses.replace(spec, factored=False)), seed=spec.seed)
+  if plain and workload.uses_factored():
+    log("compiling the JAX step with per-task kernels (meta.factored=off)")
+    plain_step = JaxMetaStep(make_workload(dataclasses.replace(spec, factored="off")), seed=spec.seed)
     plain_step.compile()
     runners["jax_plain"] = plain_step.run
   peer_info: dict[str, dict] = {}
@@ -123,7 +123,7 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
       "tasks_per_s": spec.tasks / jax_s,
       "compile_s": step.compile_s,
       "gflops_per_s": gflops,
-      "workload": {**spec.describe(), "params": workload.num_params()},
+      "workload": {**spec.describe(), "params": workload.num_params(), "uses_factored": workload.uses_factored()},
       "step_ms": jax_s * 1e3,
       "flops_per_step": step.flops,
       "flops_method": step.flops_method,
@@ -176,7 +176,7 @@ def summary(result: dict[str, Any]) -> str:
   if "plain" in result:
     p = result["plain"]
     lines.append(f"  jax plain   {p['tasks_per_s']:10,.0f} tasks/s  {p['step_ms']:9.2f} ms/step  "
-                 f"compile {p['compile_s']:.1f} s  (per-task kernels, meta.factored=False; "
+                 f"compile {p['compile_s']:.1f} s  (per-task kernels, meta.factored=off; "
                  f"factored is {p['factored_speedup']:.1f}x faster)")
   for chunk, c in result.get("chunked", {}).items():
     lines.append(f"  jax chunk{chunk:<4}{c['tasks_per_s']:10,.0f} tasks/s  {c['step_ms']:9.2f} ms/step  "

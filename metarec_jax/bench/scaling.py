@@ -34,7 +34,7 @@ COLORS = {"jax": "tab:blue", "torch_loop": "tab:orange", "torch_func": "tab:gree
 
 
 def throughput_sweep(knob: str, base: WorkloadSpec, *, values: tuple[int, ...] = (), repeats: int = 3,
-                     peers: bool = False, peer_max_tasks: int = 256, chunk: int = 32,
+                     peers: bool = False, peer_max_tasks: int = 256, chunk: int = 128,
                      log: Callable[[str], None] = print) -> list[dict[str, Any]]:
   """tasks/s of the JAX step (and the peers, up to ``peer_max_tasks`` tasks) along one knob.
 

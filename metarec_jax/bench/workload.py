@@ -21,6 +21,8 @@ import numpy as np
 
 from metarec_jax.data.interactions import FeatureTable, FieldSpec
 from metarec_jax.data.tasks import Features, TaskBatch, TaskSet, features_from_tables, sample_batch
+from metarec_jax.meta.factored import use_factored
+from metarec_jax.meta.inner import partition
 from metarec_jax.meta.learners import LearnerSpec, MetaParams, init_meta_params, learner_spec
 from metarec_jax.models.model import PredictFn, RecModel, init_params, make_predict
 
@@ -75,8 +77,9 @@ class WorkloadSpec:
     remat: rematerialise the inner steps in the backward pass.
     tasks_per_chunk: > 0: the step maps over chunks of this many vmapped tasks
       (the engine's ``meta.tasks_per_chunk``; must divide ``tasks``).
-    factored: the decision layers' inner updates stay factored (the engine's
-      ``meta.factored``, its default); False builds the per-task kernels.
+    factored: the engine's ``meta.factored``: ``auto`` (its default: factored
+      decision-layer updates where they need fewer FLOPs), ``on`` or ``off``
+      (per-task kernels).
     seed: seed of the random tables, tasks and initial params.
   """
 
@@ -96,7 +99,7 @@ class WorkloadSpec:
   pool: int = 0
   remat: bool = False
   tasks_per_chunk: int = 0
-  factored: bool = True
+  factored: str = "auto"
   seed: int = 0
 
   def describe(self) -> dict[str, Any]:
@@ -127,6 +130,12 @@ class Workload:
     """A task batch drawn as the engine's step draws it."""
     key = jax.random.PRNGKey(key) if isinstance(key, int) else key
     return sample_batch(self.tasks, key, self.spec.tasks, self.spec.query, self.spec.support)
+
+  def uses_factored(self) -> bool:
+    """Whether the step adapts with factored updates (`meta.factored`), as `adapt_on_support` decides."""
+    adapted, _ = partition(self.meta["model"], self.learner.adapt)
+    return use_factored(self.learner.factored, self.predict, adapted, self.learner.inner_lr,
+                        self.learner.inner_steps, self.spec.support, self.spec.query)
 
   def num_params(self) -> int:
     return int(sum(x.size for x in jax.tree_util.tree_leaves(self.meta)))

@@ -11,8 +11,12 @@ per task when ``S`` is small against the layer's width: MeLU's first layer is
 
 It applies when every adapted leaf is the kernel or bias of a layer the
 predict function lists in ``predict.fast_layers`` and the inner rate is one
-number (Meta-SGD's per-entry rates do not factor); `factored_applies` decides,
-and the plain loop (`inner.adapt`) runs otherwise.
+number (Meta-SGD's per-entry rates do not factor): `factored_applies`. Its
+cost grows with the square of the inner steps (each step reads the factors
+of the steps before it), so ``meta.factored="auto"`` (the default) uses it
+only where it needs fewer FLOPs than per-task kernels (`factored_pays`);
+``"on"`` uses it wherever it applies, ``"off"`` never. The plain loop
+(`inner.adapt`) runs otherwise.
 """
 
 from __future__ import annotations
@@ -36,6 +40,22 @@ def _split(path: str) -> tuple[str, str]:
   return layer, name
 
 
+MODES = ("auto", "on", "off")
+
+
+def factored_mode(value: Any) -> str:
+  """``meta.factored`` as one of `MODES` (True / False mean ``on`` / ``off``).
+
+  Raises:
+    ValueError: any other value.
+  """
+  if isinstance(value, bool):
+    return "on" if value else "off"
+  if value in MODES:
+    return value
+  raise ValueError(f"meta.factored must be one of {MODES} (or true / false), got {value!r}")
+
+
 def factored_applies(predict: PredictFn, adapted: Flat, lrs: Any) -> bool:
   """Whether the factored loop can adapt ``adapted`` with rate(s) ``lrs``."""
   layers = set(getattr(predict, "fast_layers", ()))
@@ -44,12 +64,48 @@ def factored_applies(predict: PredictFn, adapted: Flat, lrs: Any) -> bool:
   return all(_split(k)[0] in layers and _split(k)[1] in PARAM_NAMES for k in adapted)
 
 
+def factored_pays(adapted: Flat, steps: int, support: int, query: int) -> bool:
+  """The cost rule of ``meta.factored="auto"``: fewer FLOPs than building per-task kernels.
+
+  Per scored row, step ``j`` of the factored loop adds ``j · S`` rows of
+  ``(Din + F)`` products to each layer, where building the kernel costs
+  ``Din · F`` per step; so it pays while ``S (steps - 1) / 2 + Q`` stays
+  below half of ``Σ Din·F / Σ (Din + F)`` over the adapted kernels (the
+  factor 1/2 fitted on the MeLU-shaped step: 1 and 2 inner steps faster
+  factored, 3 a tie, 5 and 10 slower; `benchmarks/README.md`).
+  """
+  shapes = [v.shape for k, v in adapted.items() if k.endswith("/kernel")]
+  if not shapes or steps == 0:
+    return False
+  width = sum(a * b for a, b in shapes) / sum(a + b for a, b in shapes)
+  return support * (steps - 1) / 2 + query <= width / 2
+
+
+def use_factored(mode: str, predict: PredictFn, adapted: Flat, lrs: Any, steps: int, support: int,
+                 query: int) -> bool:
+  """Whether ``meta.factored=mode`` adapts ``adapted`` with the factored loop (sets of these sizes)."""
+  return mode != "off" and factored_applies(predict, adapted, lrs) and (
+      mode == "on" or factored_pays(adapted, steps, support, query))
+
+
 def _layer_inputs(captured: dict, layer: str) -> dict[str, jax.Array]:
-  """``{fast_in<suffix>: X}`` that ``layer`` recorded in a capture (sow keeps a tuple; one call)."""
+  """``{fast_in<suffix>: X}`` that ``layer`` recorded in a capture (sow keeps a tuple, one entry per call).
+
+  Raises:
+    ValueError: the layer ran more than once in one prediction (its factors
+      would need every call's inputs).
+  """
   node = captured
   for part in layer.split("/"):
     node = node[part]
-  return {name: values[0] for name, values in node.items() if name.startswith(FAST_IN)}
+  out = {}
+  for name, values in node.items():
+    if name.startswith(FAST_IN):
+      if len(values) != 1:
+        raise ValueError(f"layer {layer!r} ran {len(values)} times in one prediction; factored inner updates "
+                         "need one call per layer: set meta.factored=false")
+      out[name] = values[0]
+  return out
 
 
 def adapt_factored(predict: PredictFn, adapted: Flat, frozen: Flat, features: Features, user: jax.Array,
@@ -64,6 +120,7 @@ def adapt_factored(predict: PredictFn, adapted: Flat, frozen: Flat, features: Fe
   loss before each step ``[steps]``: ``merge(fast, frozen)`` scores like the
   plain loop's adapted params.
   """
+  del unroll  # always unrolled (see below)
   if steps == 0:
     return adapted, jnp.zeros((0,), jnp.float32)
   layers = sorted({_split(k)[0] for k in adapted})
@@ -76,9 +133,9 @@ def adapt_factored(predict: PredictFn, adapted: Flat, frozen: Flat, features: Fe
                                (items, ratings, mask), True, capture=True)
     return loss_fn(scores, ratings, mask), captured
 
-  def step(fast: Flat, index) -> tuple[Flat, tuple[jax.Array, dict]]:
-    """One SGD step: the probe gradients are ``D``; returns the new leaves, loss and ``(X, -lr D)``."""
-    (loss, captured), grads = jax.value_and_grad(support_loss, has_aux=True)(probes, fast)
+  def step(fast: Flat, earlier: dict) -> tuple[Flat, tuple[jax.Array, dict]]:
+    """One SGD step on top of the ``earlier`` steps' stacked factors: the new leaves, loss and ``(X, -lr D)``."""
+    (loss, captured), grads = jax.value_and_grad(support_loss, has_aux=True)(probes, {**fast, **earlier})
     if first_order:
       grads, captured = jax.lax.stop_gradient((grads, captured))
     new, factors = dict(fast), {}
@@ -89,27 +146,21 @@ def adapt_factored(predict: PredictFn, adapted: Flat, frozen: Flat, features: Fe
       if layer in kernels:
         factors[f"{layer}/{FAST_DELTA}"] = -lr * d
         factors.update({f"{layer}/{name}": x for name, x in _layer_inputs(captured, layer).items()})
-    if index is not None:  # steps after the first: write this step's slot of the factor buffers
-      for key, value in factors.items():
-        new[key] = jax.lax.dynamic_update_index_in_dim(fast[key], value.astype(fast[key].dtype), index, 0)
     return new, (loss, factors)
 
   if remat:
     step = jax.checkpoint(step)
-  # The first step has no factors yet; it fixes their shapes. Later steps carry
-  # [steps, S, ·] buffers whose not-yet-written slots are zeros (no effect).
-  fast, (first_loss, factors) = step(dict(adapted), None)
-  for key, value in factors.items():
-    fast[key] = jnp.zeros((steps,) + value.shape, value.dtype).at[0].set(value)
-  if steps == 1:
-    return fast, first_loss[None]
-
-  def later(fast, index):
-    new, (loss, _) = step(fast, index)
-    return new, loss
-
-  fast, losses = jax.lax.scan(later, fast, jnp.arange(1, steps), unroll=steps - 1 if unroll else 1)
-  return fast, jnp.concatenate([first_loss[None], losses])
+  # Unrolled: step j reads exactly the j earlier steps' factors. (A scan would
+  # carry [steps, S, ·] buffers whose every slot the backward pass visits at
+  # every step: quadratic memory traffic, slower than per-task kernels by 5 steps.)
+  fast, losses, history = dict(adapted), [], []
+  for _ in range(steps):
+    earlier = {k: jnp.stack([h[k] for h in history]) for k in history[0]} if history else {}
+    fast, (loss, factors) = step(fast, earlier)
+    losses.append(loss)
+    history.append(factors)
+  fast.update({k: jnp.stack([h[k] for h in history]) for k in history[0]})
+  return fast, jnp.stack(losses)
 
 
-__all__ = ["adapt_factored", "factored_applies"]
+__all__ = ["MODES", "adapt_factored", "factored_applies", "factored_mode", "factored_pays", "use_factored"]

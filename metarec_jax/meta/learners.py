@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from metarec_jax.data.tasks import Features, TaskBatch, merge_support_query
-from metarec_jax.meta.factored import adapt_factored, factored_applies
+from metarec_jax.meta.factored import adapt_factored, factored_mode, use_factored
 from metarec_jax.meta.inner import adapt, adapt_pattern, flatten, merge, partition, set_loss, unflatten
 from metarec_jax.meta.losses import LossFn, make_loss
 from metarec_jax.meta.local import LocalTask, local_table_paths, localise, scatter_rows
@@ -52,8 +52,9 @@ class LearnerSpec:
     loss: the per-set loss of the inner and the outer loop: ``mse`` (ratings),
       ``bce`` or ``bpr`` (implicit feedback, `meta.losses`).
     negatives_per_positive: ``r`` of the implicit sets' grouped layout (BPR).
-    factored: adapt dense layers with factored updates (`meta.factored`:
-      the same numbers, no per-task kernel) wherever that applies.
+    factored: ``auto``, ``on`` or ``off``: adapt dense layers with factored
+      updates (`meta.factored`: the same numbers, no per-task kernel) where
+      they need fewer FLOPs, wherever they apply, or never.
   """
 
   name: str
@@ -68,7 +69,7 @@ class LearnerSpec:
   local_tables: bool = True
   loss: str = "mse"
   negatives_per_positive: int = 0
-  factored: bool = True
+  factored: str = "auto"
 
   @property
   def loss_fn(self) -> LossFn:
@@ -90,7 +91,7 @@ LEARNERS: dict[str, tuple[str, str, bool, bool]] = {
 
 def learner_spec(name: str, *, inner_lr: float, inner_steps: int, adapt: str = "",
                  first_order: bool | None = None, remat: bool = False, local_tables: bool = True,
-                 loss: str = "mse", negatives_per_positive: int = 0, factored: bool = True) -> LearnerSpec:
+                 loss: str = "mse", negatives_per_positive: int = 0, factored: str | bool = "auto") -> LearnerSpec:
   """Builds a `LearnerSpec` from a learner name and the meta settings.
 
   Args:
@@ -104,7 +105,8 @@ def learner_spec(name: str, *, inner_lr: float, inner_steps: int, adapt: str = "
     local_tables: adapt embedding tables on each task's own rows.
     loss: ``mse``, ``bce`` or ``bpr`` (checked here).
     negatives_per_positive: negatives per positive of implicit sets.
-    factored: factored dense-layer updates where they apply (`meta.factored`).
+    factored: ``auto`` / ``on`` / ``off`` (or True / False): factored
+      dense-layer updates (`meta.factored`; checked here).
   """
   if name not in LEARNERS:
     raise KeyError(f"unknown learner {name!r}; known: {sorted(LEARNERS)}")
@@ -119,7 +121,7 @@ def learner_spec(name: str, *, inner_lr: float, inner_steps: int, adapt: str = "
   return LearnerSpec(name=name, kind=kind, adapt=adapt or default_adapt, inner_lr=float(inner_lr),
                      inner_steps=int(inner_steps), first_order=fo if first_order is None else bool(first_order),
                      learn_inner_lr=learn_lr, remat=remat, local_tables=bool(local_tables), loss=loss,
-                     negatives_per_positive=int(negatives_per_positive), factored=bool(factored))
+                     negatives_per_positive=int(negatives_per_positive), factored=factored_mode(factored))
 
 
 def init_meta_params(spec: LearnerSpec, model_params: Any) -> MetaParams:
@@ -188,8 +190,8 @@ def adapt_on_support(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, fe
   When adapted leaves include embedding tables and ``spec.local_tables`` is
   on, adaptation runs on the rows the task's user and items index (exactly the
   same numbers as adapting the full tables; tested). When only dense layers
-  adapt (MeLU, ANIL) and ``spec.factored`` is on, their updates stay factored
-  (`meta.factored`): ``params`` then hold the factors beside the kernels.
+  adapt (MeLU, ANIL), their updates may stay factored (``spec.factored``,
+  `meta.factored`): ``params`` then hold the factors beside the kernels.
   """
   adapted, frozen = partition(meta["model"], spec.adapt)
   lrs = _inner_rates(spec, meta, inner_lr)
@@ -198,7 +200,9 @@ def adapt_on_support(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, fe
     adapted = local.gather(adapted)
     lrs = local.gather(lrs) if isinstance(lrs, dict) else lrs
     features, user, (support_items, query_items) = local.features, local.user, local.item_groups
-  inner = adapt_factored if spec.factored and factored_applies(predict, adapted, lrs) else adapt
+  factored = use_factored(spec.factored, predict, adapted, lrs, spec.inner_steps, support_items.shape[-1],
+                          query_items.shape[-1])
+  inner = adapt_factored if factored else adapt
   fast, support_losses = inner(predict, adapted, frozen, features, user, support_items, support_ratings,
                                support_mask, lrs, spec.inner_steps, first_order=spec.first_order,
                                remat=spec.remat, unroll=spec.unroll, loss_fn=spec.loss_fn)

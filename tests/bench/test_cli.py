@@ -47,17 +47,18 @@ def test_meta_step_writes_the_json_contract(tiny_workloads, tmp_path, capsys):
   assert result["peers"] == {}
   printed = capsys.readouterr().out
   assert "tasks/s" in printed and json.loads(printed[printed.index("{"):]) == result
-  # The engine's default (factored updates) is timed beside the step that builds per-task kernels.
-  assert w["factored"] is True and "jax plain" in printed
-  assert result["plain"]["tasks_per_s"] > 0 and result["plain"]["factored_speedup"] > 0
+  # "auto": the tiny layers are narrower than the sets, so the step keeps per-task kernels and has no plain row.
+  assert w["factored"] == "auto" and w["uses_factored"] is False and "plain" not in result
 
 
-def test_meta_step_without_factored_updates(tiny_workloads, tmp_path, capsys):
+def test_factored_step_is_timed_beside_per_task_kernels(tiny_workloads, tmp_path, capsys):
   out = tmp_path / "r.json"
-  assert main(["bench", "meta-step", "--tasks", "4", "--repeats", "1", "--no-peers", "--no-factored",
+  assert main(["bench", "meta-step", "--tasks", "4", "--repeats", "1", "--no-peers", "--factored", "on",
                "--json", str(out)]) == 0
   result = json.loads(out.read_text())
-  assert result["workload"]["factored"] is False and "plain" not in result
+  assert result["workload"]["factored"] == "on" and result["workload"]["uses_factored"] is True
+  assert result["plain"]["tasks_per_s"] > 0 and result["plain"]["factored_speedup"] > 0
+  assert "jax plain" in capsys.readouterr().out
 
 
 def test_bad_flags_are_refused(capsys):
@@ -74,7 +75,7 @@ def test_peers_are_skipped_with_the_reason_without_torch(tiny_workloads, monkeyp
 
 def test_peers_run_beside_jax_when_torch_is_installed(tiny_workloads):
   pytest.importorskip("torch", reason='PyTorch is not installed (pip install -e ".[bench]")')
-  result = meta_step.bench_meta_step(tiny_spec(), repeats=1, target_s=0.01)
+  result = meta_step.bench_meta_step(tiny_spec(factored="on"), repeats=1, target_s=0.01)
   assert set(result["peers"]) == {"torch_loop", "torch_func"}
   for peer in result["peers"].values():
     assert peer["tasks_per_s"] > 0 and peer["jax_speedup"] > 0 and peer["threads"] >= 1

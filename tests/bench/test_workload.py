@@ -43,7 +43,7 @@ def test_jax_step_runs_and_its_flops_count_every_inner_step():
   """XLA counts a loop body once; the step's FLOPs must still count every inner step."""
   steps = {}
   for k in (0, 1, 3):
-    steps[k] = JaxMetaStep(make_workload(tiny_spec(inner_steps=k, factored=False)))
+    steps[k] = JaxMetaStep(make_workload(tiny_spec(inner_steps=k, factored="off")))
     assert steps[k].compile() > 0
   one = steps[1]
   before = int(one.state.step)
@@ -57,12 +57,12 @@ def test_jax_step_runs_and_its_flops_count_every_inner_step():
   assert per_step > 0
   np.testing.assert_allclose(flops[3], flops[0] + 3 * per_step, rtol=0.05)  # plain steps all cost the same
   assert "unrolled" in steps[3].flops_method
-  chunked = JaxMetaStep(make_workload(tiny_spec(inner_steps=3, tasks_per_chunk=2, factored=False)))
+  chunked = JaxMetaStep(make_workload(tiny_spec(inner_steps=3, tasks_per_chunk=2, factored="off")))
   chunked.compile()
   np.testing.assert_allclose(chunked.flops, flops[3], rtol=0.05)  # the same work, in chunks
   assert "without chunks" in chunked.flops_method
   # Factored steps read the factors of the steps before them: each later step costs more than the first.
-  fac = {k: JaxMetaStep(make_workload(tiny_spec(inner_steps=k))) for k in (0, 1, 3)}
+  fac = {k: JaxMetaStep(make_workload(tiny_spec(inner_steps=k, factored="on"))) for k in (0, 1, 3)}
   for s in fac.values():
     s.compile()
   assert fac[3].flops > fac[0].flops + 3 * (fac[1].flops - fac[0].flops) > fac[0].flops

@@ -12,7 +12,7 @@ import pytest
 from metarec_jax.data.derived import ITEM_MEAN
 from metarec_jax.experiment import spec_of
 from metarec_jax.meta import inner
-from metarec_jax.meta.factored import factored_applies
+from metarec_jax.meta.factored import factored_applies, factored_pays
 from metarec_jax.meta.learners import adapt_on_support, init_meta_params, learner_spec, meta_gradient, row
 from metarec_jax.models.fast_weights import FAST_DELTA
 from metarec_jax.models.model import RecModel, init_params, make_predict
@@ -51,8 +51,8 @@ def _model_setup(kind, tiny_setup, tiny_data):
 ])
 def test_factored_meta_gradient_equals_plain(tiny_setup, tiny_data, kind, learner, steps, remat, chunk):
   predict, params, features, batch = _model_setup(kind, tiny_setup, tiny_data)
-  factored = learner_spec(learner, inner_lr=0.5, inner_steps=steps, adapt="head", remat=remat)
-  plain = dataclasses.replace(factored, factored=False)
+  factored = learner_spec(learner, inner_lr=0.5, inner_steps=steps, adapt="head", remat=remat, factored="on")
+  plain = dataclasses.replace(factored, factored="off")
   with x64():
     meta, feats, tasks = _f64((init_meta_params(factored, params), features, batch))
     a = jax.jit(lambda m: meta_gradient(factored, predict, m, feats, tasks, chunk))(meta)
@@ -66,8 +66,8 @@ def test_factored_meta_gradient_equals_plain(tiny_setup, tiny_data, kind, learne
 
 def test_adapted_params_hold_factors_and_score_like_the_adapted_kernels(tiny_setup, tiny_data):
   predict, params, features, batch = _model_setup("residual_support_ridge", tiny_setup, tiny_data)
-  factored = learner_spec("melu", inner_lr=0.5, inner_steps=2)
-  plain = dataclasses.replace(factored, factored=False)
+  factored = learner_spec("melu", inner_lr=0.5, inner_steps=2, factored="on")
+  plain = dataclasses.replace(factored, factored="off")
   meta = init_meta_params(factored, params)
   task = row(batch, 0)
 
@@ -99,20 +99,50 @@ def test_factored_applies_only_to_dense_layers_with_one_rate(tiny_setup, tiny_da
   assert not factored_applies(lambda *a, **k: None, head, 0.1)  # a predict that lists no layers
 
 
+def test_auto_factors_where_it_needs_fewer_flops(tiny_setup):
+  melu = {"head/dense_0/kernel": jnp.zeros((256, 64)), "head/dense_0/bias": jnp.zeros(64),
+          "head/dense_1/kernel": jnp.zeros((64, 64)), "head/out/kernel": jnp.zeros((64, 1))}
+  assert factored_pays(melu, steps=1, support=20, query=10)
+  assert factored_pays(melu, steps=1, support=100, query=10)  # one step: the support size does not count
+  assert factored_pays(melu, steps=2, support=20, query=10)
+  assert not factored_pays(melu, steps=5, support=20, query=10)  # each step reads every earlier step's factors
+  assert not factored_pays(melu, steps=1, support=20, query=1000)
+  assert not factored_pays({"head/out/bias": jnp.zeros(1)}, steps=1, support=20, query=10)  # nothing to factor
+  # The tiny test model's layers are narrower than its sets: "auto" keeps per-task kernels there, "on" factors.
+  _, predict, params, features, _, batch = tiny_setup
+  task = row(batch, 0)
+  for mode, factored in (("auto", False), ("on", True), ("off", False)):
+    spec = learner_spec("melu", inner_lr=0.5, inner_steps=1, factored=mode)
+    a = adapt_on_support(spec, predict, init_meta_params(spec, params), features, task.user, task.support_items,
+                         task.support_ratings, task.support_mask, task.query_items)
+    assert (FAST_DELTA in a.params["head"]["out"]) == factored, mode
+
+
 def test_meta_factored_setting_reaches_the_learner():
   c = tiny_config()
-  assert spec_of(c).factored
-  c.meta.factored = False
-  assert not spec_of(c).factored
+  assert spec_of(c).factored == "auto"
+  for mode in ("off", "on"):
+    c.meta.factored = mode
+    assert spec_of(c).factored == mode
+  assert learner_spec("melu", inner_lr=0.1, inner_steps=1, factored=False).factored == "off"
+  c.meta.factored = "sometimes"
+  with pytest.raises(ValueError, match="meta.factored must be one of"):
+    spec_of(c)
 
 
 def test_bfloat16_compute_runs_factored(tiny_setup):
   model, predict, params, features, _, batch = tiny_setup
   predict16 = make_predict(model.clone(dtype=jnp.bfloat16))
-  factored = learner_spec("melu", inner_lr=0.5, inner_steps=2)
-  plain = dataclasses.replace(factored, factored=False)
+  factored = learner_spec("melu", inner_lr=0.5, inner_steps=2, factored="on")
+  plain = dataclasses.replace(factored, factored="off")
   meta = init_meta_params(factored, params)
   a = jax.jit(lambda m: meta_gradient(factored, predict16, m, features, batch))(meta)
   b = jax.jit(lambda m: meta_gradient(plain, predict16, m, features, batch))(meta)
   assert all(x.dtype == jnp.float32 and bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(a[1]))
   np.testing.assert_allclose(a[0], b[0], rtol=0.02)
+
+
+def test_a_layer_called_twice_is_refused():
+  from metarec_jax.meta.factored import _layer_inputs
+  with pytest.raises(ValueError, match="ran 2 times.*meta.factored=false"):
+    _layer_inputs({"head": {"out": {"fast_in": (jnp.ones(2), jnp.ones(2))}}}, "head/out")
