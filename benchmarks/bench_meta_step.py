@@ -2,10 +2,12 @@
 
 Command:   python benchmarks/bench_meta_step.py [--tasks 32] [--support 20] [--query 10] [--inner-steps 1]
                                                 [--learner maml] [--json FILE] [--repeats 5] [--no-peers]
-Runtime:   under a minute on a 2-core CPU at the defaults (compile 3-12 s, then interleaved repeats)
+                                                [--factored auto|on|off] [--no-plain]
+Runtime:   under a minute on a 2-core CPU at the defaults (two compiles of 3-4 s, then interleaved repeats)
 Target:    at 32 tasks, >= 10x the per-task-loop PyTorch peer and >= 2x the torch.func peer
-Measured:  9.4-11.4x the loop and 2.3-2.4x torch.func at load ~1 on a shared 2-core AMD EPYC
-           (4,800-5,600 tasks/s, 35-40 GFLOP/s of an estimated 166); details in benchmarks/README.md
+Measured:  19-25x the loop and 4.5-4.7x torch.func at load ~1.5 on a shared 2-core AMD EPYC
+           (9,300-12,100 tasks/s, 34-44 GFLOP/s of an estimated 166; the same step with per-task
+           kernels, meta.factored=off: 9-16x and 2.1-3.0x); details in benchmarks/README.md
 """
 
 from __future__ import annotations
