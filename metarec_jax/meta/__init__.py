@@ -1,5 +1,6 @@
 """The engine: inner-loop adaptation, meta-learners and the meta-train step."""
 
+from metarec_jax.meta.factored import adapt_factored, use_factored
 from metarec_jax.meta.inner import adapt, masked_mse, merge, partition
 from metarec_jax.meta.losses import LOSSES, make_loss, masked_bce, masked_bpr
 from metarec_jax.meta.learners import (LEARNERS, AdaptedTask, LearnerSpec, adapt_on_support, adapt_task,

@@ -1,5 +1,6 @@
 """Flax linen modules: feature extractor, heads and the recommender."""
 
 from metarec_jax.models.extractor import MLP, Extractor, FieldEmbedding
+from metarec_jax.models.fast_weights import FastDense
 from metarec_jax.models.heads import DotHead, MLPHead, RelationHead
 from metarec_jax.models.model import HEADS, RecModel, init_params, make_predict

@@ -37,7 +37,6 @@ import jax.numpy as jnp
 FAST_PROBE = "fast_probe"
 FAST_IN = "fast_in"
 FAST_DELTA = "fast_delta"
-FAST_KEYS_PREFIX = "fast_"
 
 
 def fast_weight_terms(module: nn.Module, y: jax.Array, inputs: dict[str, jax.Array]) -> jax.Array:
