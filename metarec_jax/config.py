@@ -20,6 +20,7 @@ from metarec_jax.data.splits import SCENARIOS
 from metarec_jax.eval.baselines import BASELINES, IMPLICIT_BASELINES, RATING_BASELINES
 from metarec_jax.eval.metrics import METRICS, check_metric_names
 from metarec_jax.eval.ranking import RANKING_METRICS, check_ranking_metric_names
+from metarec_jax.meta.factored import MODES as FACTORED_MODES
 from metarec_jax.meta.learners import LEARNERS
 from metarec_jax.meta.losses import LOSSES
 from metarec_jax.models.model import HEADS
@@ -358,7 +359,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       problems.append(f"method {method}: meta.inner_lr must be >= 0, got {mc.meta.inner_lr}")
     if mc.meta.inner_steps < 0:
       problems.append(f"method {method}: meta.inner_steps must be >= 0, got {mc.meta.inner_steps}")
-    if mc.meta.get("factored", "auto") not in ("auto", "on", "off"):
+    if mc.meta.get("factored", "auto") not in FACTORED_MODES:
       problems.append(f"method {method}: meta.factored must be auto, on or off, got {mc.meta.factored!r}")
     if mc.meta.tasks_per_chunk and mc.train.tasks_per_batch % mc.meta.tasks_per_chunk:
       problems.append(f"method {method}: meta.tasks_per_chunk={mc.meta.tasks_per_chunk} must divide "

@@ -98,6 +98,11 @@ class JaxMetaStep:
     self.peak_bytes = peak_bytes(self.compiled)
     return self.compile_s
 
+  @property
+  def peak_mb(self) -> float | None:
+    """``peak_bytes`` in MiB (None if unavailable)."""
+    return None if self.peak_bytes is None else self.peak_bytes / 2**20
+
   def run(self, n: int) -> float:
     """Runs ``n`` steps, blocked until the final state is ready; returns seconds."""
     if self.compiled is None:

@@ -91,8 +91,9 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
                                    seed=spec.seed)
       chunked[chunk].compile()
       runners[f"jax_chunk{chunk}"] = chunked[chunk].run
+  uses_factored = workload.uses_factored()
   plain_step = None
-  if plain and workload.uses_factored():
+  if plain and uses_factored:
     log("compiling the JAX step with per-task kernels (meta.factored=off)")
     plain_step = JaxMetaStep(make_workload(dataclasses.replace(spec, factored="off")), seed=spec.seed)
     plain_step.compile()
@@ -123,13 +124,13 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
       "tasks_per_s": spec.tasks / jax_s,
       "compile_s": step.compile_s,
       "gflops_per_s": gflops,
-      "workload": {**spec.describe(), "params": workload.num_params(), "uses_factored": workload.uses_factored()},
+      "workload": {**spec.describe(), "params": workload.num_params(), "uses_factored": uses_factored},
       "step_ms": jax_s * 1e3,
       "flops_per_step": step.flops,
       "flops_method": step.flops_method,
       "peak_gflops_per_s": cpu["peak_gflops_per_s"],
       "share_of_peak": gflops / cpu["peak_gflops_per_s"] if gflops and cpu["peak_gflops_per_s"] else None,
-      "xla_peak_memory_mb": step.peak_bytes / 2**20 if step.peak_bytes is not None else None,
+      "xla_peak_memory_mb": step.peak_mb,
       "repeats": repeats,
       "steps_per_repeat": timings["jax"]["steps_per_repeat"],
       "peers": {},
@@ -149,12 +150,11 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
     result["plain"] = {"tasks_per_s": spec.tasks / plain_s, "step_ms": plain_s * 1e3,
                        "compile_s": plain_step.compile_s, "factored_speedup": plain_s / jax_s,
                        "flops_per_step": plain_step.flops,
-                       "xla_peak_memory_mb": plain_step.peak_bytes / 2**20 if plain_step.peak_bytes is not None
-                       else None}
+                       "xla_peak_memory_mb": plain_step.peak_mb}
   if chunked:
     result["chunked"] = {str(c): {"tasks_per_s": spec.tasks / timings[f"jax_chunk{c}"]["step_s"],
                                   "step_ms": timings[f"jax_chunk{c}"]["step_s"] * 1e3, "compile_s": s.compile_s,
-                                  "xla_peak_memory_mb": s.peak_bytes / 2**20 if s.peak_bytes is not None else None}
+                                  "xla_peak_memory_mb": s.peak_mb}
                          for c, s in chunked.items()}
   if skipped:
     result["peers_skipped"] = skipped

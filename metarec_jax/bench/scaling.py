@@ -73,7 +73,7 @@ def memory_sweep(base: WorkloadSpec, values: tuple[int, ...] = (),
       step = JaxMetaStep(make_workload(dataclasses.replace(base, inner_steps=steps, remat=remat)))
       step.compile()
       key = "remat" if remat else "plain"
-      row[f"{key}_mb"] = step.peak_bytes / 2**20 if step.peak_bytes is not None else None
+      row[f"{key}_mb"] = step.peak_mb
     log(f"  inner_steps={steps}: {row['plain_mb']:.1f} MB plain, {row['remat_mb']:.1f} MB remat")
     rows.append(row)
   return rows
