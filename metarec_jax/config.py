@@ -7,23 +7,18 @@ reject unknown keys and parse each value by the type of its default.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import ml_collections
 
 from metarec_jax.data.implicit import FEEDBACKS
 from metarec_jax.data.negatives import CANDIDATES, SAMPLINGS, candidate_modes
 from metarec_jax.data.splits import SCENARIOS
-from metarec_jax.eval.baselines import BASELINES, IMPLICIT_BASELINES, RATING_BASELINES
 from metarec_jax.eval.metrics import METRICS, check_metric_names
 from metarec_jax.eval.ranking import RANKING_METRICS, check_ranking_metric_names
-from metarec_jax.meta.factored import MODES as FACTORED_MODES
-from metarec_jax.meta.learners import LEARNERS
-from metarec_jax.meta.losses import LOSSES
-from metarec_jax.models.model import HEADS
+from metarec_jax.pyfile import PyFileError, load_file
 
 
 # Keys `metarec eval WORKDIR --set` may change: they alter what is scored, not what was trained.
@@ -40,10 +35,13 @@ def default_config() -> ml_collections.ConfigDict:
   c.name = "experiment"
   c.seed = 0
   c.num_seeds = 1
-  # What to run: baselines, learner names, or names defined in `variants`.
+  # What to run: registered methods (`metarec_jax.methods`), learner names, or names defined in `variants`.
   c.methods = ("global_mean", "item_mean_user_bias", "pooled", "pooled_finetune", "maml")
-  # name -> tuple of "key=value" overrides of this config, e.g.
-  # c.variants.maml_relation = ("meta.learner=maml", "model.head=relation").
+  # name -> a variant of a method: "key=value" overrides of this config, e.g.
+  #   c.variants.maml_relation = ("meta.learner=maml", "model.head=relation"),
+  # or the same as Python: a nested dict {"meta": {"learner": "maml"}, "model": {"head": "relation"}}
+  # or a function config -> config. "base=NAME" (dict: "base": NAME) names the method it varies;
+  # without it, the learner the variant's meta.learner names.
   c.variants = ml_collections.ConfigDict()
 
   c.data = ml_collections.ConfigDict()
@@ -139,20 +137,24 @@ def default_config() -> ml_collections.ConfigDict:
   # negatives (sampled) or against every unseen item of the scenario (all).
   c.eval.candidates = "sampled"      # sampled | all | sampled,all (both: the second as scenario "<name>:all")
   c.eval.num_negatives = 99          # sampled candidates per query positive (same for every method)
+
+  # Distillation (methods of base "distill"): a small student extractor learns a run's teacher method.
+  c.distill = ml_collections.ConfigDict()
+  c.distill.teacher = ""             # the teacher method (another method of the run)
+  c.distill.student = ""             # a file whose get_config(teacher_config) returns the student's config
+  c.distill.steps = 500              # optimiser steps of the student
+  c.distill.lr = 3e-3                # Adam rate of the student
+  c.distill.pred_weight = 1.0        # weight of the adapted-prediction loss beside the feature loss
   return c
 
 
 def load_experiment(path: str | pathlib.Path) -> ml_collections.ConfigDict:
-  """Imports an experiment file and returns its ``get_config()``."""
+  """Imports an experiment file (`pyfile.load_file`) and returns its ``get_config()``."""
   path = pathlib.Path(path)
-  if not path.is_file():
-    raise ConfigError(f"experiment file {path} does not exist")
-  spec = importlib.util.spec_from_file_location(f"metarec_experiment_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
   try:
-    spec.loader.exec_module(module)
-  except Exception as e:
-    raise ConfigError(f"experiment file {path} failed to import: {type(e).__name__}: {e}") from e
+    module = load_file(path, "experiment file")
+  except PyFileError as e:
+    raise ConfigError(str(e)) from e
   if not hasattr(module, "get_config"):
     raise ConfigError(f"experiment file {path} has no get_config() function; define "
                       "get_config() returning metarec_jax.default_config() with your changes")
@@ -246,8 +248,155 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
   return config
 
 
-def known_methods(config: ml_collections.ConfigDict) -> list[str]:
-  return sorted(set(BASELINES) | set(IMPLICIT_BASELINES) | set(LEARNERS) | set(config.variants.keys()))
+def _coerce(key: str, value: Any, current: Any, where: str) -> Any:
+  """A Python value for ``key``, checked against the type of its default."""
+  def fail(kind):
+    raise ConfigError(f"{where}: {key}={value!r}: expected {kind} (the default is {current!r})")
+
+  if isinstance(current, bool):
+    if not isinstance(value, bool):
+      fail("true or false")
+    return value
+  if isinstance(current, int):
+    if isinstance(value, bool) or not isinstance(value, int):
+      fail("an integer")
+    return value
+  if isinstance(current, float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      fail("a number")
+    return float(value)
+  if isinstance(current, str):
+    if not isinstance(value, str):
+      fail("a string")
+    return value
+  if isinstance(current, tuple):
+    if isinstance(value, str):
+      return _parse(key, value, current)
+    if not isinstance(value, (tuple, list)):
+      fail("a tuple")
+    return tuple(value)
+  return value
+
+
+def set_values(config: ml_collections.ConfigDict, values: dict[str, Any], where: str = "config"
+               ) -> ml_collections.ConfigDict:
+  """Returns a copy of ``config`` with dotted ``key -> Python value`` changes, typed like the defaults.
+
+  Raises:
+    ConfigError: an unknown key, or a value of the wrong type (``where`` names the source).
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  keys = flat_keys(config)
+  for key, value in values.items():
+    if key not in keys or key == "variants":
+      raise ConfigError(f"{where}: unknown key {key!r}; keys are those of metarec_jax.default_config()")
+    node = config
+    *parents, leaf = key.split(".")
+    for part in parents:
+      node = node[part]
+    node[leaf] = _coerce(key, value, keys[key], where)
+  return config
+
+
+# --------------------------------------------------------------------------- variants
+
+BASE = "base"  # the entry of a variant that names the method it varies
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, (dict, ml_collections.ConfigDict)):
+      out.update(_flatten(dict(value.items()), f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def _nest(flat: dict[str, Any]) -> dict:
+  out: dict = {}
+  for key, value in flat.items():
+    node = out
+    *parents, leaf = key.split(".")
+    for part in parents:
+      node = node.setdefault(part, {})
+    node[leaf] = value
+  return out
+
+
+def _function_changes(config: ml_collections.ConfigDict, name: str, fn: Callable) -> dict[str, Any]:
+  """The dotted keys a function variant changes, with their new values."""
+  before = flat_keys(config)
+  after = fn(ml_collections.ConfigDict(config.to_dict()))
+  if not isinstance(after, ml_collections.ConfigDict):
+    raise ConfigError(f"variants.{name}: the function must return the changed ConfigDict, "
+                      f"got {type(after).__name__}")
+  after = flat_keys(after)
+  changed = {k: v for k, v in after.items() if k not in before or before[k] != v}
+  bad = sorted(k for k in changed if k in ("methods", "variants") or k not in before)
+  if bad:
+    raise ConfigError(f"variants.{name}: a variant may change existing keys other than methods and "
+                      f"variants; it changed {bad}")
+  return changed
+
+
+def variant_entries(config: ml_collections.ConfigDict, name: str) -> tuple[str | None, dict[str, Any]]:
+  """``(base method or None, {dotted key: value})`` of variant ``name`` (values may be raw strings)."""
+  entry = config.variants[name]
+  if callable(entry):
+    values = _function_changes(config, name, entry)
+  elif isinstance(entry, (dict, ml_collections.ConfigDict)):
+    values = _flatten(dict(entry.items()))
+  elif isinstance(entry, (tuple, list)):
+    values = {}
+    for item in entry:
+      if isinstance(item, (tuple, list)) and len(item) == 2:
+        values[str(item[0])] = item[1]
+        continue
+      if not isinstance(item, str) or "=" not in item:
+        raise ConfigError(f"variants.{name}: expected KEY=VALUE strings, got {item!r}")
+      key, raw = item.split("=", 1)
+      values[key.strip()] = _Raw(raw)
+  else:
+    raise ConfigError(f"variants.{name}: expected a tuple of KEY=VALUE strings, a nested dict or a function "
+                      f"config -> config; got {type(entry).__name__}")
+  base = values.pop(BASE, None)
+  return (str(base) if base is not None else None), values
+
+
+class _Raw(str):
+  """A variant value written as text (parsed by the type of the key's default)."""
+
+
+def apply_variant(config: ml_collections.ConfigDict, name: str
+                  ) -> tuple[str | None, ml_collections.ConfigDict, frozenset[str]]:
+  """Applies variant ``name``: ``(base method or None, the variant's config, the keys it sets)``.
+
+  Raises:
+    ConfigError: a malformed variant, an unknown key or a value of the wrong type.
+  """
+  base, values = variant_entries(config, name)
+  raw = [f"{k}={v}" for k, v in values.items() if isinstance(v, _Raw)]
+  typed = {k: v for k, v in values.items() if not isinstance(v, _Raw)}
+  try:
+    out = apply_overrides(config, raw)
+  except ConfigError as e:
+    raise ConfigError(f"variants.{name}: {e}") from None
+  return base, set_values(out, typed, f"variants.{name}"), frozenset(values)
+
+
+def canonical(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config`` with every function variant written out as the nested dict of what it changes.
+
+  config.json then holds data only, and a resumed run compares equal.
+  """
+  if not any(callable(v) for v in config.variants.values()):
+    return config
+  out = ml_collections.ConfigDict(config.to_dict())
+  out.variants = ml_collections.ConfigDict({
+      name: _nest(_function_changes(config, name, entry)) if callable(entry) else entry
+      for name, entry in config.variants.items()})
+  return out
 
 
 def _check_feedback(config: ml_collections.ConfigDict, problems: list[str]) -> None:
@@ -266,19 +415,12 @@ def _check_feedback(config: ml_collections.ConfigDict, problems: list[str]) -> N
   if not modes or any(m not in CANDIDATES for m in modes) or len(set(modes)) != len(modes):
     problems.append(f"eval.candidates must be one of {CANDIDATES} or both, comma-separated; got {e.candidates!r}")
   if not implicit:
-    for method in config.methods:
-      if method in IMPLICIT_BASELINES:
-        problems.append(f"methods: {method} is an implicit-feedback baseline; set data.feedback=implicit")
     return
   if d.negatives_per_positive < 1:
     problems.append(f"data.negatives_per_positive must be >= 1 with implicit feedback, got "
                     f"{d.negatives_per_positive}")
   if e.num_negatives < 1:
     problems.append(f"eval.num_negatives must be >= 1, got {e.num_negatives}")
-  for method in config.methods:
-    if method in RATING_BASELINES:
-      problems.append(f"methods: {method} predicts ratings; with data.feedback=implicit use popularity, "
-                      "pooled, pooled_finetune and the learners")
   if set(e.metrics) & {"mae", "rmse"}:
     problems.append(f"eval.metrics: {tuple(e.metrics)} are rating metrics; with data.feedback=implicit "
                     f"use e.g. --set eval.metrics={','.join(RANKING_METRICS)}")
@@ -292,29 +434,21 @@ def _check_feedback(config: ml_collections.ConfigDict, problems: list[str]) -> N
                     "with data.feedback=implicit")
 
 
-def method_config(config: ml_collections.ConfigDict, method: str) -> ml_collections.ConfigDict:
-  """The config a learned method trains with: variant overrides, or learner = method."""
-  if method in config.variants:
-    return apply_overrides(config, config.variants[method])
-  c = ml_collections.ConfigDict(config.to_dict())
-  if method in LEARNERS:
-    c.meta.learner = method
-  elif method in ("pooled", "pooled_finetune"):
-    c.meta.learner = "pooled"
-  return c
-
-
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks everything that can be checked before data is loaded or code compiled."""
-  d, m, o, t, e = config.data, config.meta, config.optimizer, config.train, config.eval
+  """Checks everything that can be checked before data is loaded or code compiled.
+
+  The run-wide keys are checked here; each method checks its own slice of
+  the config (`methods.Method.validate`).
+
+  Raises:
+    ConfigError: every problem found, one per line.
+  """
+  d, o, t, e = config.data, config.optimizer, config.train, config.eval
   problems = []
   if config.num_seeds < 1:
     problems.append(f"num_seeds must be >= 1, got {config.num_seeds}")
   if not config.methods:
     problems.append("methods is empty: name at least one method")
-  for method in config.methods:
-    if method not in known_methods(config):
-      problems.append(f"methods: unknown method {method!r}; known: {known_methods(config)}")
   if d.query_size < 1:
     problems.append(f"data.query_size must be >= 1, got {d.query_size}")
   if d.support_cap < 1:
@@ -345,57 +479,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
       check_metric_names(e.metrics, d.query_size)
     except ValueError as err:
       problems.append(f"eval.metrics: {err}")
-  for method in config.methods:
-    if method in ("global_mean", "item_mean_user_bias") or method not in known_methods(config):
-      continue
-    try:
-      mc = method_config(config, method)
-    except ConfigError as err:
-      problems.append(f"variants.{method}: {err}")
-      continue
-    if mc.meta.learner not in LEARNERS:
-      problems.append(f"method {method}: meta.learner {mc.meta.learner!r} unknown; known: {sorted(LEARNERS)}")
-    if mc.meta.inner_lr < 0:
-      problems.append(f"method {method}: meta.inner_lr must be >= 0, got {mc.meta.inner_lr}")
-    if mc.meta.inner_steps < 0:
-      problems.append(f"method {method}: meta.inner_steps must be >= 0, got {mc.meta.inner_steps}")
-    if mc.meta.get("factored", "auto") not in FACTORED_MODES:
-      problems.append(f"method {method}: meta.factored must be auto, on or off, got {mc.meta.factored!r}")
-    if mc.meta.tasks_per_chunk and mc.train.tasks_per_batch % mc.meta.tasks_per_chunk:
-      problems.append(f"method {method}: meta.tasks_per_chunk={mc.meta.tasks_per_chunk} must divide "
-                      f"train.tasks_per_batch={mc.train.tasks_per_batch}")
-    if mc.model.dtype not in ("float32", "bfloat16", "float16"):
-      problems.append(f"method {method}: model.dtype must be float32, bfloat16 or float16, got {mc.model.dtype!r}")
-    if mc.train.devices < 0:
-      problems.append(f"method {method}: train.devices must be >= 0, got {mc.train.devices}")
-    if mc.eval.train_users and mc.data.feedback != "rating":
-      problems.append(f"method {method}: eval.train_users scores ratings; it is not available with "
-                      f"data.feedback={mc.data.feedback!r} (set eval.train_users=false)")
-    if mc.model.ridge_dim < 0:
-      problems.append(f"method {method}: model.ridge_dim must be >= 0 (0 = off), got {mc.model.ridge_dim}")
-    if mc.model.ridge_dim and mc.model.bias_reg <= 0:
-      problems.append(f"method {method}: model.ridge_dim needs model.bias_reg > 0 (the initial ridge penalty), "
-                      f"got {mc.model.bias_reg}")
-    if mc.model.extractor not in ("fields", "transformer"):
-      problems.append(f"method {method}: model.extractor must be fields or transformer, got {mc.model.extractor!r}")
-    if mc.model.head not in HEADS:
-      problems.append(f"method {method}: model.head {mc.model.head!r} unknown; known: {HEADS}")
-    if mc.meta.loss not in LOSSES:
-      problems.append(f"method {method}: meta.loss must be one of {LOSSES}, got {mc.meta.loss!r}")
-    elif mc.data.feedback == "implicit" and mc.meta.loss == "mse":
-      problems.append(f"method {method}: meta.loss=mse is for ratings; with data.feedback=implicit use "
-                      "meta.loss=bce (pointwise) or meta.loss=bpr (pairwise)")
-    elif mc.data.feedback == "rating" and mc.meta.loss != "mse":
-      problems.append(f"method {method}: meta.loss={mc.meta.loss} needs data.feedback=implicit")
-    if mc.data.feedback == "implicit" and mc.model.residual:
-      problems.append(f"method {method}: model.residual adds a rating baseline; it does not apply to "
-                      "data.feedback=implicit")
+  from metarec_jax.methods.registry import check_methods  # methods build on this module
+  check_methods(config, problems)
   if problems:
     raise ConfigError("invalid config:\n  " + "\n  ".join(dict.fromkeys(problems)))
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:
-  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
+  """The config as JSON (function variants written out, see `canonical`)."""
+  return json.dumps(canonical(config).to_dict(), indent=2, sort_keys=True, default=list)
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:

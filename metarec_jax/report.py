@@ -4,52 +4,128 @@ The report opens with an MAE overview (methods × scenarios) and the
 validation-selected configuration: per seed, the one method whose mean
 validation MAE over the scenarios' validation sets is lowest, reported in
 every scenario — the number a researcher who may only look at validation
-users would publish. Then one table per scenario (mean ± std over seeds, best
-per metric in bold). Plots (PNG, matplotlib): MAE by scenario and method, and — when the runs
+users would publish. Then one table per scenario (mean ± sample std over
+seeds, ddof=1, best per metric in bold). A method that two run folders hold
+with different settings gets one row per setting, labelled with the keys
+that differ; the same method, seed and settings twice is refused. Plots (PNG, matplotlib): MAE by scenario and method, and — when the runs
 measured it (``eval.support_sizes``) — MAE against the number of support
 ratings per method, one panel per scenario.
 """
 
 from __future__ import annotations
 
-import json
 import pathlib
 from collections import defaultdict
 
 import numpy as np
 
-from metarec_jax.results import markdown_table
+from metarec_jax import config as cfg_lib
+from metarec_jax.config import EVAL_ONLY_KEYS
+from metarec_jax.methods import resolve_all
+from metarec_jax.results import markdown_table, mean_std_cell, seed_std, std_note
+from metarec_jax.rundir import RunDir
+
+
+# Keys that do not change a row's numbers: which seeds and methods a run holds, its name, what is scored.
+NOT_SETTINGS = ("name", "seed", "num_seeds", "methods", "variants") + EVAL_ONLY_KEYS
+
+
+def _setting(value) -> str:
+  if isinstance(value, (tuple, list)):
+    return ",".join(map(str, value))
+  return str(value)
+
+
+def method_settings(run: RunDir) -> dict[str, dict[str, str]]:
+  """Method -> the config keys its numbers depend on, with their values (as text)."""
+  out = {}
+  for method in resolve_all(run.config):
+    flat = cfg_lib.flat_keys(method.config)
+    out[method.name] = {k: _setting(v) for k, v in flat.items() if k not in NOT_SETTINGS and method.reads_key(k)}
+  return out
+
+
+def row_labels(runs: list[RunDir]) -> list[dict[str, str]]:
+  """Per run: method -> its row label in the merged tables.
+
+  A method that several runs hold with different settings is labelled with
+  the keys that differ (``maml [meta.inner_lr=0.5]``), so rows of different
+  settings are never averaged as if they were seeds.
+  """
+  settings = [method_settings(run) for run in runs]
+  labels: list[dict[str, str]] = [{} for _ in runs]
+  for method in dict.fromkeys(m for s in settings for m in s):
+    held = [(i, s[method]) for i, s in enumerate(settings) if method in s]
+    distinct = {tuple(sorted(v.items())) for _, v in held}
+    differing = sorted({k for _, v in held for k in v if len({w.get(k) for _, w in held}) > 1})
+    for i, values in held:
+      labels[i][method] = method if len(distinct) == 1 else (
+          f"{method} [" + ", ".join(f"{k}={values.get(k, '<absent>')}" for k in differing) + "]")
+  return labels
+
+
+def open_runs(workdirs) -> list[RunDir]:
+  """The run folders (each must hold a finished run)."""
+  runs = [RunDir.open(wd) for wd in workdirs]
+  for run in runs:
+    run.read_results()  # a clear error for a run that has not finished
+  return runs
 
 
 def load_results(workdirs) -> dict:
-  """Concatenates the rows (and support curves) of several workdirs' results.json."""
-  rows, curves = [], []
-  for wd in workdirs:
-    path = pathlib.Path(wd) / "results.json"
-    if not path.exists():
-      raise FileNotFoundError(f"{path} does not exist: run `metarec run` into {wd} first")
-    data = json.loads(path.read_text())
-    rows.extend(data["rows"])
-    curves.extend(data.get("support_curve", []))
+  """The rows (and support curves) of several run folders, each row labelled by its method's settings.
+
+  The same method, seed and settings in two folders is one experiment: its
+  rows are kept once when they agree.
+
+  Raises:
+    FileNotFoundError: a folder holds no finished run.
+    ValueError: two folders hold the same method, seed and settings with
+      different numbers, or there are no rows.
+  """
+  runs = open_runs(workdirs)
+  rows, curves, seen = [], [], {}
+  for run, label in zip(runs, row_labels(runs)):
+    data = run.read_results()
+    fresh = set()
+    for r in data["rows"]:
+      row = {**r, "method": label.get(r["method"], r["method"])}
+      key = (row["method"], row["seed"], row["scenario"])
+      if key in seen:
+        where, earlier = seen[key]
+        if earlier != row:
+          raise ValueError(f"{where} and {run.path} both hold {key[0]} seed {key[1]} ({key[2]}) with the same "
+                           "settings but different numbers (runs from different versions?); pass one of them")
+        continue
+      seen[key] = (run.path, row)
+      fresh.add((row["method"], row["seed"]))
+      rows.append(row)
+    curves.extend({**r, "method": label.get(r["method"], r["method"])} for r in data.get("support_curve", [])
+                  if (label.get(r["method"], r["method"]), r["seed"]) in fresh)
   if not rows:
     raise ValueError(f"no result rows in {list(map(str, workdirs))}")
   return {"rows": rows, "support_curve": curves}
 
 
 def load_selections(workdirs) -> list[dict]:
-  """``{"method", "seed", "selection"}`` of every finished part in the workdirs.
+  """``{"method", "seed", "selection", "selected_on"}`` of every finished part in the run folders.
 
   ``selection`` maps each validation set (``valid``, ``valid_<scenario>``) to
-  what was chosen on it, with its ``val_mae``.
+  what was chosen on it, with its ``val_mae``; ``method`` is the row label
+  of `load_results`.
   """
-  out = []
-  for wd in workdirs:
-    for part in sorted((pathlib.Path(wd) / "parts").glob("*.json")):
-      data = json.loads(part.read_text())
+  runs = open_runs(workdirs)
+  out, seen = [], set()
+  for run, label in zip(runs, row_labels(runs)):
+    for data in run.parts():
       if not data.get("rows") or not data.get("selection"):
         continue
       first = data["rows"][0]
-      out.append({"method": first["method"], "seed": first["seed"], "selection": data["selection"],
+      method = label.get(first["method"], first["method"])
+      if (method, first["seed"]) in seen:  # the same experiment in another folder (see `load_results`)
+        continue
+      seen.add((method, first["seed"]))
+      out.append({"method": method, "seed": first["seed"], "selection": data["selection"],
                   "selected_on": data.get("selected_on", {})})
   return out
 
@@ -114,14 +190,14 @@ def mae_overview(results: dict, selected: dict[int, tuple[str, float]] | None = 
       if not v:
         cells.append("")
         continue
-      cell = f"{np.mean(v):.4f} ± {np.std(v):.4f}"
-      cells.append(f"**{cell}**" if m != SELECTED and np.mean(v) == best[s] else cell)
+      cells.append(mean_std_cell(v, bold=m != SELECTED and np.mean(v) == best[s]))
     label = m
     if m == SELECTED:
       picks = ", ".join(f"seed {seed}: {meth}" for seed, (meth, _) in sorted(selected.items()))
       label = f"{SELECTED} ({picks})"
     lines.append(f"| {label} | " + " | ".join(cells) + " |")
-  return "MAE (mean ± std over seeds; lower is better)\n\n" + "\n".join(lines) + "\n"
+  n_seeds = max(len(v) for v in vals.values())
+  return ("MAE (mean over seeds; lower is better)\n\n" + "\n".join(lines) + f"\n\n{std_note(n_seeds)}\n")
 
 
 def _metrics(rows) -> tuple[str, ...]:
@@ -140,14 +216,14 @@ def plot_mae_by_scenario(results: dict, path: pathlib.Path) -> None:
   colours = plt.get_cmap("tab20" if len(methods) > 10 else "tab10")  # one colour per method
   for i, m in enumerate(methods):
     means = [np.mean(vals[(m, s)]) if vals[(m, s)] else np.nan for s in scenarios]
-    stds = [np.std(vals[(m, s)]) if vals[(m, s)] else 0 for s in scenarios]
+    stds = [seed_std(vals[(m, s)]) if len(vals[(m, s)]) > 1 else 0 for s in scenarios]
     ax.bar(x + i * width - 0.4 + width / 2, means, width, yerr=stds, label=m, color=colours(i % colours.N))
   ax.set_xticks(x, scenarios)
   ax.set_ylabel("MAE (lower is better)")
   lo = np.nanmin([np.mean(v) for v in vals.values()])
   ax.set_ylim(lo * 0.9, None)
   ax.legend(fontsize=7, ncol=1 + len(methods) // 12, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-  ax.set_title("MAE by scenario and method (mean ± std over seeds)")
+  ax.set_title("MAE by scenario and method (mean ± sample std over seeds)")
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -204,7 +280,8 @@ def write_report(workdirs, out: str | pathlib.Path) -> list[pathlib.Path]:
   results = load_results(workdirs)
   metrics = _metrics(results["rows"])
   text = ["# metarec report\n", "Runs: " + ", ".join(f"`{w}`" for w in workdirs) + "\n",
-          "Mean ± std over seeds; best per scenario and metric in bold.\n"]
+          "Mean over seeds, ± the sample standard deviation (ddof=1); best per scenario and metric in bold. "
+          "Rows of one method run with different settings are labelled with the keys that differ.\n"]
   scenarios = list(dict.fromkeys(r["scenario"] for r in results["rows"]))
   # Extra tables ("<scenario>:<variant>") share their scenario's validation set: not counted twice.
   selected = validation_selected(load_selections(workdirs), [s for s in scenarios if ":" not in s])

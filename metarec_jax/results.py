@@ -1,9 +1,11 @@
-"""Results: ``results.json`` rows and the mean ± std markdown table."""
+"""Results: ``results.json`` rows and the mean ± std markdown tables.
+
+Every ± is the sample standard deviation over seeds (``ddof=1``); a table
+over one seed shows the mean alone. Each table says which under it.
+"""
 
 from __future__ import annotations
 
-import json
-import pathlib
 from collections import defaultdict
 
 import numpy as np
@@ -11,8 +13,28 @@ import numpy as np
 LOWER_IS_BETTER = ("mae", "rmse", "logloss")
 
 
+def seed_std(values) -> float:
+  """The sample standard deviation over seeds (``ddof=1``); nan for one seed."""
+  values = np.asarray(values, np.float64)
+  return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+
+
+def mean_std_cell(values, bold: bool = False) -> str:
+  """``mean ± std`` over seeds (the mean alone for one seed), four decimals."""
+  values = np.asarray(values, np.float64)
+  cell = f"{values.mean():.4f}" if len(values) < 2 else f"{values.mean():.4f} ± {seed_std(values):.4f}"
+  return f"**{cell}**" if bold else cell
+
+
+def std_note(n_seeds: int) -> str:
+  """The line under a table that says what its ± is."""
+  if n_seeds < 2:
+    return "One seed: the mean alone, no spread."
+  return f"± is the sample standard deviation over {n_seeds} seeds (ddof=1)."
+
+
 def aggregate(results: dict, metrics) -> dict[str, dict[str, dict[str, tuple[float, float, int]]]]:
-  """scenario -> method -> metric -> (mean, std over seeds, number of seeds)."""
+  """scenario -> method -> metric -> (mean, sample std over seeds, number of seeds)."""
   table: dict = defaultdict(lambda: defaultdict(dict))
   groups = defaultdict(list)
   for r in results["rows"]:
@@ -20,46 +42,42 @@ def aggregate(results: dict, metrics) -> dict[str, dict[str, dict[str, tuple[flo
   for (scenario, method), rs in groups.items():
     for m in list(metrics) + ["tasks"]:
       vals = np.array([r[m] for r in rs], dtype=np.float64)
-      table[scenario][method][m] = (float(vals.mean()), float(vals.std()), len(vals))
+      table[scenario][method][m] = (float(vals.mean()), seed_std(vals), len(vals))
   return table
 
 
 def markdown_table(results: dict, metrics, scenarios=None) -> str:
   """One table per scenario: methods × metrics, mean ± std over seeds, best in bold."""
-  table = aggregate(results, metrics)
+  groups = defaultdict(list)
+  for r in results["rows"]:
+    groups[(r["scenario"], r["method"])].append(r)
   order = list(dict.fromkeys(r["method"] for r in results["rows"]))
   scen = scenarios or list(dict.fromkeys(r["scenario"] for r in results["rows"]))
   lines = []
   for s in scen:
-    if s not in table:
+    methods = [m for m in order if (s, m) in groups]
+    if not methods:
       continue
-    methods = [m for m in order if m in table[s]]
-    n_seeds = max(table[s][m][metrics[0]][2] for m in methods)
-    lines.append(f"\n### {s} ({int(table[s][methods[0]]['tasks'][0])} tasks, {n_seeds} seed(s))\n")
+    n_seeds = max(len(groups[(s, m)]) for m in methods)
+    tasks = int(np.mean([r["tasks"] for r in groups[(s, methods[0])]]))
+    lines.append(f"\n### {s} ({tasks} tasks, {n_seeds} seed(s))\n")
     lines.append("| method | " + " | ".join(metrics) + " |")
     lines.append("|---|" + "---|" * len(metrics))
-    best = {}
-    for m in metrics:
-      vals = [table[s][k][m][0] for k in methods]
-      best[m] = min(vals) if m in LOWER_IS_BETTER else max(vals)
+    means = {(k, m): float(np.mean([r[m] for r in groups[(s, k)]])) for k in methods for m in metrics}
+    best = {m: (min if m in LOWER_IS_BETTER else max)(means[(k, m)] for k in methods) for m in metrics}
     for k in methods:
-      cells = []
-      for m in metrics:
-        mean, std, _ = table[s][k][m]
-        cell = f"{mean:.4f} ± {std:.4f}"
-        cells.append(f"**{cell}**" if mean == best[m] else cell)
+      cells = [mean_std_cell([r[m] for r in groups[(s, k)]], bold=means[(k, m)] == best[m]) for m in metrics]
       lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines.append(f"\n{std_note(n_seeds)}")
   return "\n".join(lines).lstrip("\n") + "\n"
 
 
-def write_results(workdir: pathlib.Path, results: dict, config) -> None:
-  """Writes ``results.json`` and ``results.md`` into the workdir."""
-  workdir = pathlib.Path(workdir)
-  (workdir / "results.json").write_text(json.dumps(results, indent=1))
-  header = f"# {config.name}\n\nmean ± std over seeds; best per scenario and metric in bold.\n\n"
-  if config.data.get("feedback", "rating") == "implicit":
+def results_markdown(results: dict, config) -> str:
+  """The text of ``results.md``: a header, the candidates (implicit feedback), a table per scenario."""
+  header = f"# {config.name}\n\nMean over seeds, ± the sample std (ddof=1); best per scenario and metric in bold.\n\n"
+  if config.data.feedback == "implicit":
     from metarec_jax.eval.implicit import describe_candidates
     header += describe_candidates(config) + "\n\n"
   scenarios = list(config.eval.scenarios)
   scenarios += [s for s in dict.fromkeys(r["scenario"] for r in results["rows"]) if s not in scenarios]
-  (workdir / "results.md").write_text(header + markdown_table(results, tuple(config.eval.metrics), scenarios))
+  return header + markdown_table(results, tuple(config.eval.metrics), scenarios)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import pathlib
 from typing import Any, Mapping, Sequence
 
@@ -29,13 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metarec_jax.data.tasks import Features
-from metarec_jax.eval.baselines import NON_LEARNED_BASELINES
 from metarec_jax.meta.inner import partition
-from metarec_jax.meta.learners import LearnerSpec, MetaParams, adapt_task, learner_spec
-from metarec_jax.models.extractor import Extractor
-from metarec_jax.models.heads import DotHead, MLPHead, RelationHead
-from metarec_jax.models.model import RecModel, make_predict
+from metarec_jax.meta.learners import LearnerSpec, adapt_task
+from metarec_jax.models.model import make_predict
+from metarec_jax.types import Features, MetaParams, PredictFn
 
 MIN_BUCKET = 32
 
@@ -103,10 +99,13 @@ class Recommender:
   """Adapts a meta-learned model to new users and ranks all items for them.
 
   Args:
-    model: the recommender model.
+    model: the recommender model (a `RecModel`, or any model with its
+      ``embed`` / ``score_features`` / ``item_side`` methods, e.g. a distilled one).
     spec: the learner (which params adapt, inner steps and rate).
     meta: meta params (``{"model": ..., ["inner_lr": ...]}``).
     features: device-resident user and item feature tables.
+    predict: the model's predict function (default: `make_predict` with
+      ``residual`` and ``bias_reg``).
     inner_lr: inner rate used when adapting (the learner's, unless tuned).
     residual: the model predicts residuals over the item-mean + user-bias
       baseline (``model.residual``); ``bias_reg`` is the user bias shrinkage.
@@ -115,20 +114,21 @@ class Recommender:
     min_bucket: the shortest padded support length.
 
   Scores are the engine's ``predict`` of the adapted params (with the support
-  set, for support-vector and residual models). For the plain MLP head whose
-  item tower does not adapt (MeLU, ANIL) the item features are computed once
-  at construction and the head's first layer is split into its user and item
-  halves: the same numbers, fewer FLOPs per user.
+  set, for support-vector and residual models). When the scores do not
+  depend on the support set and no item-side param adapts (MeLU, ANIL), the
+  item features are computed once at construction and each user's scores
+  are the model's head on them (the MLP head's first layer computes the
+  user half once): the same numbers, fewer FLOPs per user.
   """
 
-  def __init__(self, model: RecModel, spec: LearnerSpec, meta: MetaParams, features: Features, *,
-               inner_lr: float | None = None, residual: bool = False, bias_reg: float = 5.0, name: str = "",
-               min_bucket: int = MIN_BUCKET):
+  def __init__(self, model: Any, spec: LearnerSpec, meta: MetaParams, features: Features, *,
+               predict: PredictFn | None = None, inner_lr: float | None = None, residual: bool = False,
+               bias_reg: float = 5.0, name: str = "", min_bucket: int = MIN_BUCKET):
     self.model = model
     self.spec = spec
     self.meta = meta
     self.features = features
-    self.predict = make_predict(model, residual=residual, bias_reg=bias_reg)
+    self.predict = predict if predict is not None else make_predict(model, residual=residual, bias_reg=bias_reg)
     self.inner_lr = spec.inner_lr if inner_lr is None else float(inner_lr)
     self.name = name or spec.name
     self.min_bucket = min_bucket
@@ -138,15 +138,9 @@ class Recommender:
     self._user_tables = {s.name: np.asarray(features.user[s.name]) for s in self.user_fields}
     predict = self.predict
     all_items = jnp.arange(self.num_items, dtype=jnp.int32)
-    extractor = Extractor(model.user_specs, model.item_specs, model.embed_dim, tuple(model.user_mlp),
-                          tuple(model.item_mlp))
-    head = _head_module(model)
     adapted, _ = partition(meta["model"], spec.adapt)
-    # The item tower does not adapt for most learners (MeLU / ANIL adapt the head):
-    # then every item's features are computed once here, not once per user.
-    plain = (not residual and not getattr(model, "support_vector", False) and not getattr(model, "ridge_dim", 0)
-             and getattr(model, "dtype", None) is None)
-    self.caches_items = plain and not any(k.startswith("extractor/item") for k in adapted)
+    plain = not predict.uses_support and getattr(model, "dtype", None) is None
+    self.caches_items = plain and not any(model.item_side(k) for k in adapted)
 
     def one_user(item_tables, user_row):
       return Features(user={k: v[None] for k, v in user_row.items()}, item=item_tables)
@@ -154,7 +148,7 @@ class Recommender:
     def towers(params, item_tables, user_row, items):
       user_cols = {s.name: user_row[s.name] for s in model.user_specs}
       item_cols = {s.name: item_tables[s.name][items] for s in model.item_specs}
-      return extractor.apply({"params": params["extractor"]}, user_cols, item_cols)
+      return model.embed(params, user_cols, item_cols)
 
     @jax.jit
     def adapt_fn(meta, item_tables, user_row, items, ratings, mask, lr):
@@ -166,9 +160,7 @@ class Recommender:
       if not self.caches_items:  # the engine's predict, all items at once
         return predict(params, one_user(item_tables, user_row), jnp.int32(0), all_items, support)
       f_u, _ = towers(params, item_tables, user_row, all_items[:1])
-      if model.head == "mlp":
-        return _mlp_scores(params["head"], len(model.head_hidden), f_u, item_features)
-      return head.apply({"params": params["head"]}, f_u, item_features)
+      return model.score_features(params, f_u, item_features)
 
     @functools.partial(jax.jit, static_argnames=("k",))
     def top_k(params, item_tables, item_features, user_row, support, exclude, *, k):
@@ -193,7 +185,7 @@ class Recommender:
   @classmethod
   def load(cls, workdir: str | pathlib.Path, method: str | None = None, seed: int | None = None,
            **kwargs) -> "Recommender":
-    """Rebuilds a finished ``metarec run`` from its workdir, with the validation-selected params.
+    """Rebuilds a method of a finished ``metarec run`` from its folder, with the validation-selected params.
 
     Args:
       workdir: the run's folder (``config.json``, ``checkpoints/``).
@@ -202,36 +194,28 @@ class Recommender:
       **kwargs: passed to the constructor (``min_bucket``).
 
     Raises:
-      FileNotFoundError: not a workdir, or the method has no finished checkpoint.
-      ValueError: the method is unknown or not learned.
+      FileNotFoundError: not a run folder, or the method has no finished checkpoint.
+      ValueError: the method is unknown or a baseline.
     """
-    from metarec_jax import config as cfg_lib
-    from metarec_jax import experiment
+    from metarec_jax.methods import FitContext, resolve_all
+    from metarec_jax.prepared import prepare
+    from metarec_jax.rundir import RunDir
 
-    wd = pathlib.Path(workdir)
-    path = wd / "config.json"
-    if not path.exists():
-      raise FileNotFoundError(f"{path} does not exist: {wd} is not a metarec workdir")
-    config = cfg_lib.from_json(path.read_text())
-    learned = [m for m in config.methods if m not in NON_LEARNED_BASELINES]
+    run = RunDir.open(workdir)
+    config = run.config
+    methods = {m.name: m for m in resolve_all(config)}
+    learned = [name for name, m in methods.items() if m.servable]
     if method is None:
       if not learned:
-        raise ValueError(f"{wd}: the run has no learned method (methods: {list(config.methods)})")
+        raise ValueError(f"{run.path}: the run has no learned method to serve (methods: {list(config.methods)})")
       method = learned[0]
     if method not in learned:
-      raise ValueError(f"{wd}: method {method!r} is not a learned method of this run; choose one of {learned}")
+      kind = "is a baseline, not a learned method" if method in methods else "is not a method of this run"
+      raise ValueError(f"{run.path}: {method!r} {kind}; choose one of {learned}")
     seed = config.seed if seed is None else int(seed)
-    mc = cfg_lib.method_config(config, method)
-    prep = experiment.prepare(config, seed)
-    train_name = "pooled" if method in ("pooled", "pooled_finetune") else method
-    outcome = experiment.train_method(mc, prep, train_name, seed, progress=False, restore_only=True,
-                                      ckpt_dir=wd / "checkpoints" / f"{train_name}__seed{seed}")
-    spec, inner_lr = outcome.spec, None
-    if method == "pooled_finetune":
-      spec, inner_lr = _finetune_spec(wd, seed, mc)
-    return cls(outcome.model, spec, outcome.params, prep.features, inner_lr=inner_lr,
-               residual=bool(mc.model.get("residual", False)), bias_reg=float(mc.model.get("bias_reg", 5.0)),
-               name=method, **kwargs)
+    ctx = FitContext(config, prepare(config, seed), seed, run=run, progress=False, restore_only=True,
+                     methods=methods)
+    return ctx.fit(method).recommender(**kwargs)
 
   # ------------------------------------------------------------------ serving
 
@@ -283,55 +267,3 @@ class Recommender:
     params = self._adapt(self.meta, self.features.item, row, padded_items, padded_ratings, mask,
                          np.float32(self.inner_lr))
     return Scorer(self, params, row, padded_items, padded_ratings, mask)
-
-
-def _finetune_spec(wd: pathlib.Path, seed: int, mc) -> tuple[LearnerSpec, float]:
-  """The fine-tuning steps and rate ``pooled_finetune`` chose on the main validation users.
-
-  Read from the run's ``parts/pooled_finetune__seed<seed>.json``: the setting
-  with the lowest validation MAE among those tried (the first on ties, as the
-  tuner keeps it).
-  """
-  from metarec_jax.experiment import MAIN_VALID
-  part = wd / "parts" / f"pooled_finetune__seed{seed}.json"
-  if not part.exists():
-    raise FileNotFoundError(f"{part} does not exist: the run has not finished pooled_finetune for seed {seed}")
-  sel = json.loads(part.read_text())["selection"]
-  sel = sel.get(MAIN_VALID, sel)
-  tried = sel["tried"]
-  setting = min(tried, key=lambda k: tried[k])  # "steps=S,lr=R"
-  values = dict(kv.split("=") for kv in setting.split(","))
-  steps, lr = int(values["steps"]), float(values["lr"])
-  spec = learner_spec("maml", inner_lr=lr, inner_steps=steps, adapt=mc.meta.adapt or "all")
-  return spec, lr
-
-
-def _head_module(model: RecModel):
-  """The model's head as a stand-alone module (its params are ``params["head"]``)."""
-  if model.head == "mlp":
-    return MLPHead(tuple(model.head_hidden), model.offset)
-  if model.head == "relation":
-    return RelationHead(model.offset)
-  if model.head == "dot":
-    return DotHead(model.offset)
-  raise ValueError(f"unknown head {model.head!r}")
-
-
-def _mlp_scores(head: Any, layers: int, f_u: jax.Array, f_i: jax.Array) -> jax.Array:
-  """`MLPHead` for one user and many items, its first layer split in two.
-
-  ``concat(f_u, f_i) @ K = f_u @ K[:Du] + f_i @ K[Du:]``: the user's half is
-  computed once instead of once per item (the same numbers up to rounding).
-  """
-  d_u = f_u.shape[-1]
-  x = f_i
-  for i in range(layers):
-    kernel, bias = head[f"dense_{i}"]["kernel"], head[f"dense_{i}"]["bias"]
-    if i == 0:
-      x = f_u @ kernel[:d_u] + x @ kernel[d_u:] + bias
-    else:
-      x = x @ kernel + bias
-    x = jax.nn.relu(x)
-  if layers == 0:
-    x = jnp.concatenate([jnp.broadcast_to(f_u, f_i.shape[:-1] + f_u.shape[-1:]), f_i], axis=-1)
-  return (x @ head["out"]["kernel"] + head["out"]["bias"])[..., 0]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from metarec_jax import ConfigError, apply_overrides, default_config, load_experiment
-from metarec_jax.config import diff, from_json, method_config, to_json
+from metarec_jax.config import diff, from_json, to_json
+from metarec_jax.methods import method_config
 
 
 def test_overrides_parse_by_type():

@@ -39,18 +39,19 @@ def implicit_run(tmp_path_factory):
   c = implicit_config()
   c.eval.candidates = "sampled,all"  # 99 sampled negatives, and all unseen items as tables "<scenario>:all"
   seen = {}
-  original = experiment._score
+  from metarec_jax.eval import evaluate
+  original = evaluate.score_set
 
   def recording(prep, pred, batch, name, metrics):  # every method's candidates, per scenario
     seen.setdefault(name, []).append(np.asarray(batch.query_items).copy())
     return original(prep, pred, batch, name, metrics)
 
-  experiment._score = recording
+  evaluate.score_set = recording
   try:
     wd = tmp_path_factory.mktemp("implicit") / "wd"
     results = experiment.run(c, wd, progress=False, verbose=False)
   finally:
-    experiment._score = original
+    evaluate.score_set = original
   return c, wd, results, seen
 
 
@@ -140,3 +141,17 @@ def test_rating_configs_refuse_implicit_parts():
   c.data.name = "lastfm"
   with pytest.raises(ConfigError, match="play counts"):
     validate(c)
+
+
+def test_serving_an_implicit_run_skips_the_baselines_and_writes_nothing(implicit_run):
+  from metarec_jax.serving import Recommender
+  _, wd, _, _ = implicit_run
+  before = sorted(p.name for p in (wd / "checkpoints").iterdir())
+  rec = Recommender.load(wd)  # the first method, popularity, has no model: the first learned one serves
+  assert rec.name == "pooled"
+  with pytest.raises(ValueError, match="popularity' is a baseline"):
+    Recommender.load(wd, method="popularity")
+  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    Recommender.load(wd, method="maml_bpr", seed=3)  # a seed the run never trained
+  assert sorted(p.name for p in (wd / "checkpoints").iterdir()) == before  # no empty folder left behind
+  assert "popularity__seed0" not in before

@@ -48,7 +48,27 @@ def test_validation_selected_configuration_is_chosen_on_validation_only():
       ("a", "warm", 0, 0.60), ("a", "user_cold", 0, 0.60), ("b", "warm", 0, 0.90), ("b", "user_cold", 0, 0.80),
       ("a", "warm", 1, 0.70), ("a", "user_cold", 1, 0.72), ("b", "warm", 1, 0.71), ("b", "user_cold", 1, 0.73)]]
   table = mae_overview({"rows": rows}, chosen)
-  last = table.strip().splitlines()[-1]
+  last = [line for line in table.splitlines() if line.startswith("| validation-selected")][-1]
   assert last.startswith("| validation-selected (seed 0: b, seed 1: a) |")
-  assert "0.8000 ± 0.1000" in last and "0.7600 ± 0.0400" in last  # warm: mean(0.90, 0.70); cold: mean(0.80, 0.72)
-  assert "| a | **0.6500 ± 0.0500** |" in table
+  # warm: mean(0.90, 0.70); cold: mean(0.80, 0.72); ± the sample std (ddof=1)
+  assert "0.8000 ± 0.1414" in last and "0.7600 ± 0.0566" in last
+  assert "| a | **0.6500 ± 0.0707** |" in table
+  assert "sample standard deviation over 2 seeds (ddof=1)" in table
+
+
+def test_report_tells_settings_apart_instead_of_averaging_them_as_seeds(tmp_path):
+  from metarec_jax.report import load_results
+  base = apply_overrides(tiny_config(), ["methods=global_mean,maml", "train.steps=2", "eval.scenarios=warm"])
+  experiment.run(base, tmp_path / "lr01", progress=False, verbose=False)
+  experiment.run(apply_overrides(base, ["meta.inner_lr=0.5"]), tmp_path / "lr05", progress=False, verbose=False)
+  merged = load_results([tmp_path / "lr01", tmp_path / "lr05"])
+  labels = {r["method"] for r in merged["rows"]}
+  # global_mean does not read meta.inner_lr: its rows are the same experiment, counted once.
+  assert labels == {"global_mean", "maml [meta.inner_lr=0.1]", "maml [meta.inner_lr=0.5]"}
+  assert len([r for r in merged["rows"] if r["method"] == "global_mean"]) == 1
+  assert main(["report", str(tmp_path / "lr01"), str(tmp_path / "lr05"), "--out", str(tmp_path / "rep")]) == 0
+  md = (tmp_path / "rep" / "report.md").read_text()
+  assert "| maml [meta.inner_lr=0.5] |" in md and "2 seed(s)" not in md and "1 seed(s)" in md
+  # The same run twice is one experiment, not two seeds.
+  again = load_results([tmp_path / "lr01", tmp_path / "lr01"])
+  assert len(again["rows"]) == len(load_results([tmp_path / "lr01"])["rows"])

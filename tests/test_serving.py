@@ -7,6 +7,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from metarec_jax import experiment
@@ -62,7 +63,7 @@ def check_against_engine(rec: Recommender, user: int = 3):
 def test_load_picks_the_first_learned_method_and_the_best_params(tiny_run, rec):
   assert rec.name == "anil" and rec.spec.adapt == "head"
   assert rec.caches_items  # the item tower does not adapt: item features computed once
-  with experiment.ocp.CheckpointManager((tiny_run / "checkpoints" / "anil__seed0").absolute()) as mgr:
+  with ocp.CheckpointManager((tiny_run / "checkpoints" / "anil__seed0").absolute()) as mgr:
     best = mgr.restore(mgr.latest_step())["best"]
   leaves = jax.tree_util.tree_leaves
   assert all(np.array_equal(a, b) for a, b in zip(leaves(best), leaves(rec.meta)))
@@ -146,7 +147,7 @@ def test_load_pooled_finetune_uses_the_tuned_steps_and_rate(tiny_run):
   rec = Recommender.load(tiny_run, method="pooled_finetune")
   part = json.loads((tiny_run / "parts" / "pooled_finetune__seed0.json").read_text())
   sel = part["selection"]["valid"]
-  assert rec.inner_lr == sel["finetune_lr"] and rec.spec.inner_steps == 1  # tiny_config tries 1 step
+  assert rec.inner_lr == sel["tuned"]["inner_lr"] and rec.spec.inner_steps == sel["tuned"]["inner_steps"] == 1
   assert rec.spec.adapt == "all" and not rec.caches_items
   check_against_engine(rec)
 
@@ -159,3 +160,17 @@ def test_bench_serving_command_on_a_run(tiny_run, tmp_path, capsys):
   assert result["items"] > 0 and result["calls"] == 5 and result["method"] == "anil"
   assert result["adapt_rank_ms"]["p50"] <= result["adapt_rank_ms"]["p99"]
   assert "p50" in capsys.readouterr().out
+
+
+def test_load_serves_a_field_transformer_run(tmp_path):
+  # The extractor comes from the model registry, as in training: a transformer run serves a transformer.
+  c = tiny_config()
+  c.methods = ("anil",)
+  c.model.extractor = "transformer"
+  c.model.transformer.size = "tiny"
+  c.train.steps = 2
+  c.eval.scenarios = ("warm",)
+  experiment.run(c, tmp_path / "ft", progress=False, verbose=False)
+  rec = Recommender.load(tmp_path / "ft")
+  assert rec.model.extractor == "transformer" and rec.caches_items
+  check_against_engine(rec)

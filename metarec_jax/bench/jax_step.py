@@ -81,7 +81,7 @@ class JaxMetaStep:
   def _lowered_flops(self) -> float | None:
     """FLOPs of the lowered step with the inner loop unrolled and no chunks."""
     w = self.workload
-    fn = self._make_step(dataclasses.replace(w.learner, unroll=True), chunk=0)
+    fn = self._make_step(w.learner.with_schedule(unroll=True), chunk=0)
     return cost_flops(fn.lower(self.state, w.tasks, w.features))
 
   def compile(self) -> float:

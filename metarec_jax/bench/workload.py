@@ -23,8 +23,9 @@ from metarec_jax.data.interactions import FeatureTable, FieldSpec
 from metarec_jax.data.tasks import Features, TaskBatch, TaskSet, features_from_tables, sample_batch
 from metarec_jax.meta.factored import use_factored
 from metarec_jax.meta.inner import partition
-from metarec_jax.meta.learners import LearnerSpec, MetaParams, init_meta_params, learner_spec
-from metarec_jax.models.model import PredictFn, RecModel, init_params, make_predict
+from metarec_jax.meta.learners import LearnerSpec, init_meta_params, learner_spec
+from metarec_jax.models.model import RecModel, init_params, make_predict
+from metarec_jax.types import MetaParams, PredictFn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +135,7 @@ class Workload:
   def uses_factored(self) -> bool:
     """Whether the step adapts with factored updates (`meta.factored`), as `adapt_on_support` decides."""
     adapted, _ = partition(self.meta["model"], self.learner.adapt)
-    return use_factored(self.learner.factored, self.predict, adapted, self.learner.inner_lr,
+    return use_factored(self.learner.schedule.factored, self.predict, adapted, self.learner.inner_lr,
                         self.learner.inner_steps, self.spec.support, self.spec.query)
 
   def num_params(self) -> int:

@@ -3,23 +3,19 @@
 `dataset_info` loads a folder (format detected or given), applies a protocol
 and counts, per scenario, the tasks (users) and ratings after the protocol's
 filter and before the warm hold-outs; the seeded split's roles come beside.
-`add_data_commands` adds the ``data`` subcommand to the ``metarec`` parser.
+The ``metarec data`` commands are defined in `metarec_jax.cli.data`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import pathlib
-import sys
-import warnings
 from typing import Sequence
 
 import ml_collections
 import numpy as np
 
 from metarec_jax.data.interactions import Interactions
-from metarec_jax.data.parsing import DataError, DataWarning, MissingDataFile
+from metarec_jax.data.parsing import MissingDataFile
 
 FORMATS = ("auto", "melu", "movielens", "recbole")
 DEFAULT_PROTOCOL = {"melu": "melu_states", "movielens": "temporal", "recbole": "random_users"}
@@ -126,57 +122,3 @@ def format_info(info: dict) -> str:
     lines.append("notes:")
     lines.extend(f"  - {n}" for n in info["notes"])
   return "\n".join(lines)
-
-
-def _fail(message: str) -> int:
-  print(f"metarec: error: {message}", file=sys.stderr)
-  return 2
-
-
-def run_info(args: argparse.Namespace) -> int:
-  """``metarec data info``."""
-  from metarec_jax.config import ConfigError
-  try:
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore", DataWarning)  # the notes are printed instead
-      info = dataset_info(args.path, fmt=args.format, protocol=args.protocol, seed=args.seed,
-                          overrides=args.set or [])
-  except (DataError, MissingDataFile, ConfigError, KeyError, ValueError) as e:
-    return _fail(str(e.args[0]) if isinstance(e, KeyError) else str(e))
-  print(json.dumps(info, indent=2) if args.json else format_info(info))
-  return 0
-
-
-def run_download(args: argparse.Namespace) -> int:
-  """``metarec data download``."""
-  from metarec_jax.data.download import DownloadError, download
-  try:
-    download(args.name, args.to)
-  except DownloadError as e:
-    return _fail(str(e))
-  except OSError as e:
-    return _fail(f"cannot write to {args.to}: {e}")
-  return 0
-
-
-def add_data_commands(subparsers) -> argparse.ArgumentParser:
-  """Adds ``data info`` and ``data download`` to the ``metarec`` subcommands."""
-  from metarec_jax.data.download import SOURCES
-  from metarec_jax.data.splits import PROTOCOLS
-  data = subparsers.add_parser("data", help="inspect or download real data sets")
-  verbs = data.add_subparsers(dest="verb", required=True)
-  info = verbs.add_parser("info", help="users, items, ratings and per-scenario counts of a data folder")
-  info.add_argument("path", help="the data folder")
-  info.add_argument("--format", choices=FORMATS, default="auto", help="file layout (default: detect)")
-  info.add_argument("--protocol", choices=sorted(PROTOCOLS),
-                    help="cold-start protocol (default: melu_states / temporal / random_users by format)")
-  info.add_argument("--seed", type=int, default=0, help="seed of the split's hold-outs")
-  info.add_argument("--set", action="append", metavar="KEY=VALUE",
-                    help="a data option, e.g. new_item_year=1997 (repeatable)")
-  info.add_argument("--json", action="store_true", help="print JSON")
-  info.set_defaults(func=run_info)
-  dl = verbs.add_parser("download", help="download a data set from its public home, with checksums")
-  dl.add_argument("name", choices=sorted(SOURCES))
-  dl.add_argument("--to", required=True, metavar="DIR", help="target folder (files land directly in it)")
-  dl.set_defaults(func=run_download)
-  return data

@@ -13,72 +13,12 @@ from __future__ import annotations
 
 import functools
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from metarec_jax.data.interactions import FeatureTable, Interactions
-
-
-@flax.struct.dataclass
-class TaskSet:
-  """Padded tasks, one per user.
-
-  Attributes:
-    user: ``int32 [T]`` user id of each task.
-    items: ``int32 [T, L]`` item ids, 0-padded past ``lengths``.
-    ratings: ``float32 [T, L]`` ratings, 0-padded.
-    lengths: ``int32 [T]`` number of valid ratings per task.
-  """
-
-  user: jax.Array
-  items: jax.Array
-  ratings: jax.Array
-  lengths: jax.Array
-
-  @property
-  def num_tasks(self) -> int:
-    return int(self.user.shape[0])
-
-  @property
-  def max_length(self) -> int:
-    return int(self.items.shape[1])
-
-  @property
-  def mask(self) -> jax.Array:
-    return jnp.arange(self.items.shape[1])[None, :] < self.lengths[:, None]
-
-
-@flax.struct.dataclass
-class TaskBatch:
-  """Support and query sets of a batch of tasks (leading axis = task)."""
-
-  user: jax.Array
-  support_items: jax.Array
-  support_ratings: jax.Array
-  support_mask: jax.Array
-  query_items: jax.Array
-  query_ratings: jax.Array
-  query_mask: jax.Array
-
-  @property
-  def num_tasks(self) -> int:
-    return int(self.user.shape[0])
-
-
-@flax.struct.dataclass
-class Features:
-  """Device-resident feature tables: field name -> array indexed by id.
-
-  ``extra`` holds device arrays the step needs that are no model input (the
-  implicit path's seen matrix and negative-sampling weights; see
-  `data.negatives`); it is empty for ratings.
-  """
-
-  user: dict[str, jax.Array]
-  item: dict[str, jax.Array]
-  extra: dict[str, jax.Array] = flax.struct.field(default_factory=dict)
+from metarec_jax.types import Features, TaskBatch, TaskSet
 
 
 def features_from_tables(users: FeatureTable, items: FeatureTable) -> Features:

@@ -1,6 +1,6 @@
 """Evaluation: metrics, simple baselines, adapt-then-score."""
 
-from metarec_jax.eval.baselines import BASELINES, RatingStats, predict_global_mean, predict_item_mean_user_bias
+from metarec_jax.eval.baselines import RatingStats, predict_global_mean, predict_item_mean_user_bias
 from metarec_jax.eval.evaluate import make_adapted_predictor, predict_in_chunks, score
 from metarec_jax.eval.metrics import METRICS, compute_metrics, hit_rate_at_k, mae, ndcg_at_k, rmse
 from metarec_jax.eval.ranking import RANKING_METRICS, ranking_metrics

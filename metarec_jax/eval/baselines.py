@@ -1,4 +1,6 @@
-"""Simple baselines that need no gradient: global mean, item mean + user bias.
+"""Simple baselines' predictions (no gradient): global mean, item mean + user bias.
+
+The methods that use them (and their tuning) are in `metarec_jax.methods.baselines`.
 
 ``item_mean_user_bias`` predicts ``m_i + b_u``: ``m_i`` is the item's mean
 training rating shrunk toward the global mean with weight ``item_reg``
@@ -14,13 +16,7 @@ import dataclasses
 import numpy as np
 
 from metarec_jax.data.interactions import Interactions
-from metarec_jax.data.tasks import TaskBatch
-
-NON_LEARNED_BASELINES = ("global_mean", "item_mean_user_bias")
-BASELINES = NON_LEARNED_BASELINES + ("pooled", "pooled_finetune")
-RATING_BASELINES = NON_LEARNED_BASELINES           # rating feedback only
-IMPLICIT_BASELINES = ("popularity",)               # implicit feedback only (see `eval.implicit`)
-
+from metarec_jax.types import TaskBatch
 
 @dataclasses.dataclass(frozen=True)
 class RatingStats:

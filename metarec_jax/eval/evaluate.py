@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metarec_jax.data.tasks import Features, TaskBatch, pad_batch
+from metarec_jax.data.tasks import pad_batch
 from metarec_jax.eval.metrics import compute_metrics
-from metarec_jax.meta.learners import LearnerSpec, MetaParams, adapt_on_support
-from metarec_jax.models.model import PredictFn
+from metarec_jax.meta.learners import LearnerSpec, adapt_on_support
+from metarec_jax.types import Features, MetaParams, PredictFn, TaskBatch
 
 BatchPredictor = Callable[[TaskBatch], jax.Array]
 
@@ -67,3 +67,58 @@ def score(pred: jax.Array, batch: TaskBatch, metric_names, rating_scale) -> dict
     raise FloatingPointError(f"evaluation produced a non-finite metric: {out}")
   out["tasks"] = int(valid.sum())
   return out
+
+
+# --------------------------------------------------------------------------- a fitted method on a seed's sets
+
+
+def score_set(prep, pred, batch: TaskBatch, name: str, metrics) -> dict[str, float]:
+  """Metrics of predictions on set ``name`` of ``prep``: rating metrics, or ranking metrics (implicit)."""
+  if prep.implicit:
+    from metarec_jax.eval.implicit import score_implicit
+    return score_implicit(pred, batch, prep.layouts[name], metrics)
+  return score(pred, batch, metrics, prep.data.rating_scale)
+
+
+def validation_value(predict_batch: BatchPredictor, prep, name: str, chunk: int) -> float:
+  """The selection value on validation set ``name`` (lower is better): MAE, or 1 - AUC (implicit).
+
+  ``predict_batch`` maps a chunk of tasks to query predictions.
+  """
+  batch = prep.valid_batches[name]
+  layout = prep.layouts.get(name)
+  if layout is not None:
+    from metarec_jax.eval.implicit import eval_chunk, score_implicit
+    pred = predict_in_chunks(predict_batch, batch, eval_chunk(batch, chunk))
+    return 1.0 - score_implicit(pred, batch, layout, ("auc",))["auc"]
+  pred = predict_in_chunks(predict_batch, batch, chunk)
+  return score(pred, batch, ("mae",), prep.data.rating_scale)["mae"]
+
+
+def evaluate_scenarios(fitted, prep, metrics) -> dict[str, dict[str, float]]:
+  """Scores every test scenario of ``prep`` with ``fitted``'s predictions selected on its validation set."""
+  out = {}
+  for scenario, batch in prep.test_batches.items():
+    pred = fitted.predictions(prep.selection[scenario])(batch)
+    out[scenario] = score_set(prep, pred, batch, scenario, metrics)
+  return out
+
+
+def support_curve(fitted, prep, config, seed: int) -> list[dict]:
+  """Metrics when each test user gives exactly K support ratings (``eval.support_sizes``; same query sets)."""
+  from metarec_jax.data.tasks import split_tasks
+  rows = []
+  for k in config.eval.support_sizes:
+    for scenario, tasks in prep.test_tasks.items():
+      batch = split_tasks(tasks, prep.eval_key, config.data.query_size, int(k))
+      vals = score(fitted.predictions(prep.selection[scenario])(batch), batch, config.eval.metrics,
+                   prep.data.rating_scale)
+      rows.append({"method": fitted.name, "scenario": scenario, "seed": seed, "support": int(k), **vals})
+  return rows
+
+
+def evaluate_fitted(fitted, prep, config, seed: int) -> dict:
+  """A method's record for one seed: result rows per scenario and the support-size curve."""
+  rows = [{"method": fitted.name, "scenario": s, "seed": seed, **vals}
+          for s, vals in evaluate_scenarios(fitted, prep, config.eval.metrics).items()]
+  return {"rows": rows, "support_curve": support_curve(fitted, prep, config, seed)}

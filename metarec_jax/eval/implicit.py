@@ -16,7 +16,7 @@ import numpy as np
 
 from metarec_jax.data.interactions import Interactions
 from metarec_jax.data.negatives import CandidateLayout, candidate_modes
-from metarec_jax.data.tasks import TaskBatch
+from metarec_jax.types import TaskBatch
 from metarec_jax.eval.ranking import ranking_metrics
 
 

@@ -2,4 +2,3 @@
 
 from metarec_jax.features.text import (TEXT_FIELD, add_text_field, embed_item_text, item_texts,
                                        load_text_features)
-from metarec_jax.features.cli import add_features_command

@@ -26,11 +26,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from metarec_jax.data.tasks import Features
 from metarec_jax.meta.inner import Flat, merge
 from metarec_jax.meta.losses import LossFn, masked_mse
 from metarec_jax.models.fast_weights import FAST_DELTA, FAST_IN, FAST_PROBE
-from metarec_jax.models.model import PredictFn
+from metarec_jax.types import Features, PredictFn
 
 PARAM_NAMES = ("kernel", "bias")
 
@@ -58,7 +57,7 @@ def factored_mode(value: Any) -> str:
 
 def factored_applies(predict: PredictFn, adapted: Flat, lrs: Any) -> bool:
   """Whether the factored loop can adapt ``adapted`` with rate(s) ``lrs``."""
-  layers = set(getattr(predict, "fast_layers", ()))
+  layers = set(predict.fast_layers)
   if not layers or isinstance(lrs, dict):
     return False
   return all(_split(k)[0] in layers and _split(k)[1] in PARAM_NAMES for k in adapted)

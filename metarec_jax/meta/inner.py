@@ -15,9 +15,8 @@ import flax.traverse_util
 import jax
 import jax.numpy as jnp
 
-from metarec_jax.data.tasks import Features
 from metarec_jax.meta.losses import LossFn, masked_mse
-from metarec_jax.models.model import PredictFn
+from metarec_jax.types import Features, PredictFn
 
 Params = Any
 Flat = dict[str, jax.Array]

@@ -20,41 +20,130 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from metarec_jax.data.tasks import Features, TaskBatch, merge_support_query
+from metarec_jax.data.tasks import merge_support_query
 from metarec_jax.meta.factored import adapt_factored, factored_mode, use_factored
 from metarec_jax.meta.inner import adapt, adapt_pattern, flatten, merge, partition, set_loss, unflatten
 from metarec_jax.meta.losses import LossFn, make_loss
 from metarec_jax.meta.local import LocalTask, local_table_paths, localise, scatter_rows
-from metarec_jax.models.model import PredictFn
+from metarec_jax.types import Features, MetaParams, PredictFn, TaskBatch
 
-MetaParams = dict[str, Any]
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+  """The per-set loss of the inner and the outer loop.
+
+  Attributes:
+    name: ``mse`` (ratings), ``bce`` or ``bpr`` (implicit feedback, `meta.losses`).
+    negatives_per_positive: ``r`` of the implicit sets' grouped layout (BPR pairs within it).
+  """
+
+  name: str = "mse"
+  negatives_per_positive: int = 0
+
+  @property
+  def fn(self) -> LossFn:
+    return make_loss(self.name, self.negatives_per_positive)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """How the engine computes a learner's step, never what: every option is tested equal to the plain path.
+
+  Attributes:
+    remat: rematerialise inner steps in the backward pass.
+    unroll: unroll the inner loop (the benchmarks count FLOPs this way: XLA's
+      cost analysis counts a loop body once).
+    local_tables: adapt embedding tables on the rows each task uses only
+      (`metarec_jax.meta.local`; much less memory and time when tables adapt).
+    factored: ``auto``, ``on`` or ``off``: adapt dense layers with factored
+      updates (`meta.factored`: no per-task kernel) where they need fewer
+      FLOPs, wherever they apply, or never.
+  """
+
+  remat: bool = False
+  unroll: bool = False
+  local_tables: bool = True
+  factored: str = "auto"
+
+
+# A learner's own per-task outer loss: (spec, predict, meta, features, task) -> (loss, aux).
+TaskLossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Learner:
+  """A kind of learner: a row of the learner table (`LEARNERS`).
+
+  Attributes:
+    kind: the outer update: ``maml`` (gradient of a per-task loss, through
+      the inner loop or first order), ``reptile`` (``θ - mean φ``) or
+      ``pooled`` (no adaptation).
+    adapt: default path filter of the adapted params.
+    first_order: stop gradients through the inner gradients by default.
+    learn_inner_lr: Meta-SGD's learned per-entry inner rates.
+    task_loss: a ``maml``-kind learner's own per-task outer loss (see
+      `task_loss` for the signature); None: the query loss after adapting on
+      the support set.
+  """
+
+  kind: str
+  adapt: str = "all"
+  first_order: bool = False
+  learn_inner_lr: bool = False
+  task_loss: TaskLossFn | None = None
+
+
+LEARNERS: dict[str, Learner] = {
+    "maml": Learner("maml", "all"),
+    "fomaml": Learner("maml", "all", first_order=True),
+    "metasgd": Learner("maml", "all", learn_inner_lr=True),
+    "anil": Learner("maml", "head"),
+    "melu": Learner("maml", "head"),
+    "reptile": Learner("reptile", "all", first_order=True),
+    "pooled": Learner("pooled", "all"),
+}
+KINDS = ("maml", "reptile", "pooled")
+
+
+def register_learner(name: str, learner: Learner) -> Learner:
+  """Adds a learner to `LEARNERS` under ``name``; a method of that name then trains with it.
+
+  Re-registering a name from the same module (a re-imported experiment file)
+  replaces the entry; any other clash is an error.
+
+  Raises:
+    ValueError: an unknown kind, or ``name`` is taken by another module's learner.
+  """
+  if learner.kind not in KINDS:
+    raise ValueError(f"learner {name!r}: kind must be one of {KINDS}, got {learner.kind!r}")
+  if learner.task_loss is not None and learner.kind != "maml":
+    raise ValueError(f"learner {name!r}: a task_loss needs kind 'maml'")
+  old = LEARNERS.get(name)
+  if old is not None and old != learner and _origin(old) != _origin(learner):
+    raise ValueError(f"learner {name!r} is already registered; choose another name")
+  LEARNERS[name] = learner
+  return learner
+
+
+def _origin(learner: Learner) -> str | None:
+  return getattr(learner.task_loss, "__module__", None)
 
 
 @dataclasses.dataclass(frozen=True)
 class LearnerSpec:
-  """How one learner adapts and is meta-updated.
+  """How one learner adapts and is meta-updated: what it computes, its loss, and how it is computed.
 
   Attributes:
-    name: learner name (``maml``, ``fomaml``, ``metasgd``, ``reptile``, ``anil``,
-      ``melu``, ``pooled``).
+    name: learner name (a key of `LEARNERS`).
     kind: ``maml``, ``reptile`` or ``pooled``.
     adapt: path filter (alias or regex) of the params adapted in the inner loop.
     inner_lr: inner SGD rate (initial rate for Meta-SGD).
     inner_steps: inner SGD steps.
     first_order: stop gradients through the inner gradients.
     learn_inner_lr: Meta-SGD's learned per-parameter inner rates.
-    remat: rematerialise inner steps in the backward pass.
-    unroll: unroll the inner loop (the benchmarks count FLOPs this way: XLA's
-      cost analysis counts a loop body once).
-    local_tables: adapt embedding tables on the rows each task uses only
-      (`metarec_jax.meta.local`; the same numbers, much less memory and time
-      when the tables adapt).
-    loss: the per-set loss of the inner and the outer loop: ``mse`` (ratings),
-      ``bce`` or ``bpr`` (implicit feedback, `meta.losses`).
-    negatives_per_positive: ``r`` of the implicit sets' grouped layout (BPR).
-    factored: ``auto``, ``on`` or ``off``: adapt dense layers with factored
-      updates (`meta.factored`: the same numbers, no per-task kernel) where
-      they need fewer FLOPs, wherever they apply, or never.
+    loss: the inner and outer per-set loss.
+    schedule: how the step is computed (remat, unrolling, task-local tables,
+      factored updates): the same numbers either way.
+    task_loss: the learner's own per-task outer loss, if it has one.
   """
 
   name: str
@@ -64,29 +153,18 @@ class LearnerSpec:
   inner_steps: int = 1
   first_order: bool = False
   learn_inner_lr: bool = False
-  remat: bool = False
-  unroll: bool = False
-  local_tables: bool = True
-  loss: str = "mse"
-  negatives_per_positive: int = 0
-  factored: str = "auto"
+  loss: LossSpec = LossSpec()
+  schedule: Schedule = Schedule()
+  task_loss: TaskLossFn | None = None
 
   @property
   def loss_fn(self) -> LossFn:
     """The inner and outer per-set loss (`meta.losses.make_loss`)."""
-    return make_loss(self.loss, self.negatives_per_positive)
+    return self.loss.fn
 
-
-# name -> (kind, default adapt filter, first_order, learn_inner_lr)
-LEARNERS: dict[str, tuple[str, str, bool, bool]] = {
-    "maml": ("maml", "all", False, False),
-    "fomaml": ("maml", "all", True, False),
-    "metasgd": ("maml", "all", False, True),
-    "anil": ("maml", "head", False, False),
-    "melu": ("maml", "head", False, False),
-    "reptile": ("reptile", "all", True, False),
-    "pooled": ("pooled", "all", False, False),
-}
+  def with_schedule(self, **changes) -> "LearnerSpec":
+    """The same learner computed another way (e.g. ``unroll=True``)."""
+    return dataclasses.replace(self, schedule=dataclasses.replace(self.schedule, **changes))
 
 
 def learner_spec(name: str, *, inner_lr: float, inner_steps: int, adapt: str = "",
@@ -110,18 +188,21 @@ def learner_spec(name: str, *, inner_lr: float, inner_steps: int, adapt: str = "
   """
   if name not in LEARNERS:
     raise KeyError(f"unknown learner {name!r}; known: {sorted(LEARNERS)}")
-  kind, default_adapt, fo, learn_lr = LEARNERS[name]
+  learner = LEARNERS[name]
   if inner_lr < 0:
     raise ValueError(f"inner learning rate must be >= 0, got {inner_lr}")
   if inner_steps < 0:
     raise ValueError(f"inner steps must be >= 0, got {inner_steps}")
-  make_loss(loss, negatives_per_positive)  # raises on an unknown loss or BPR without negatives
-  if kind == "pooled":  # the pooled model never adapts (pooled_finetune tunes its own fine-tuning)
+  loss_spec = LossSpec(loss, int(negatives_per_positive))
+  loss_spec.fn  # raises on an unknown loss or BPR without negatives
+  if learner.kind == "pooled":  # the pooled model never adapts (pooled_finetune tunes its own fine-tuning)
     inner_steps = 0
-  return LearnerSpec(name=name, kind=kind, adapt=adapt or default_adapt, inner_lr=float(inner_lr),
-                     inner_steps=int(inner_steps), first_order=fo if first_order is None else bool(first_order),
-                     learn_inner_lr=learn_lr, remat=remat, local_tables=bool(local_tables), loss=loss,
-                     negatives_per_positive=int(negatives_per_positive), factored=factored_mode(factored))
+  return LearnerSpec(name=name, kind=learner.kind, adapt=adapt or learner.adapt, inner_lr=float(inner_lr),
+                     inner_steps=int(inner_steps),
+                     first_order=learner.first_order if first_order is None else bool(first_order),
+                     learn_inner_lr=learner.learn_inner_lr, loss=loss_spec,
+                     schedule=Schedule(remat=remat, local_tables=bool(local_tables), factored=factored_mode(factored)),
+                     task_loss=learner.task_loss)
 
 
 def init_meta_params(spec: LearnerSpec, model_params: Any) -> MetaParams:
@@ -144,7 +225,7 @@ def adapt_task(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, features
   adapted, frozen = partition(meta["model"], spec.adapt)
   fast, support_losses = adapt(predict, adapted, frozen, features, user, items, ratings, mask,
                                _inner_rates(spec, meta, inner_lr), spec.inner_steps,
-                               first_order=spec.first_order, remat=spec.remat, unroll=spec.unroll,
+                               first_order=spec.first_order, remat=spec.schedule.remat, unroll=spec.schedule.unroll,
                                loss_fn=spec.loss_fn)
   return merge(fast, frozen), support_losses
 
@@ -157,8 +238,8 @@ def _inner_rates(spec: LearnerSpec, meta: MetaParams, inner_lr=None):
 
 def _localise_if_useful(spec: LearnerSpec, adapted: dict, features: Features, user,
                         item_groups: tuple) -> LocalTask | None:
-  """The task on its own rows when embedding tables adapt (and ``spec.local_tables``), else None."""
-  paths = local_table_paths(adapted, features) if (spec.local_tables and spec.inner_steps) else ()
+  """The task on its own rows when embedding tables adapt (and ``spec.schedule.local_tables``), else None."""
+  paths = local_table_paths(adapted, features) if (spec.schedule.local_tables and spec.inner_steps) else ()
   if not paths:
     return None
   return localise(features, user, item_groups, paths, {p: adapted[p].shape[0] for p in paths})
@@ -187,10 +268,10 @@ def adapt_on_support(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, fe
                      support_items, support_ratings, support_mask, query_items, inner_lr=None) -> AdaptedTask:
   """Adapts on one task's support set; the result scores its query items.
 
-  When adapted leaves include embedding tables and ``spec.local_tables`` is
+  When adapted leaves include embedding tables and ``spec.schedule.local_tables`` is
   on, adaptation runs on the rows the task's user and items index (exactly the
   same numbers as adapting the full tables; tested). When only dense layers
-  adapt (MeLU, ANIL), their updates may stay factored (``spec.factored``,
+  adapt (MeLU, ANIL), their updates may stay factored (``spec.schedule.factored``,
   `meta.factored`): ``params`` then hold the factors beside the kernels.
   """
   adapted, frozen = partition(meta["model"], spec.adapt)
@@ -200,12 +281,12 @@ def adapt_on_support(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, fe
     adapted = local.gather(adapted)
     lrs = local.gather(lrs) if isinstance(lrs, dict) else lrs
     features, user, (support_items, query_items) = local.features, local.user, local.item_groups
-  factored = use_factored(spec.factored, predict, adapted, lrs, spec.inner_steps, support_items.shape[-1],
+  factored = use_factored(spec.schedule.factored, predict, adapted, lrs, spec.inner_steps, support_items.shape[-1],
                           query_items.shape[-1])
   inner = adapt_factored if factored else adapt
   fast, support_losses = inner(predict, adapted, frozen, features, user, support_items, support_ratings,
                                support_mask, lrs, spec.inner_steps, first_order=spec.first_order,
-                               remat=spec.remat, unroll=spec.unroll, loss_fn=spec.loss_fn)
+                               remat=spec.schedule.remat, unroll=spec.schedule.unroll, loss_fn=spec.loss_fn)
   return AdaptedTask(merge(fast, frozen), features, user, (support_items, support_ratings, support_mask),
                      query_items, support_losses, local)
 
@@ -218,6 +299,9 @@ def row(batch: TaskBatch, t: int) -> TaskBatch:
 def task_loss(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, features: Features,
               task: TaskBatch) -> tuple[jax.Array, dict[str, jax.Array]]:
   """The differentiable per-task outer loss of a maml- or pooled-kind learner.
+
+  A learner with its own ``task_loss`` (`Learner.task_loss`) is called with
+  these same arguments; it may build on `query_loss_after_adapting`.
 
   Args:
     spec: the learner.
@@ -236,12 +320,21 @@ def task_loss(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, features:
     return loss, {"support_loss": loss}
   if spec.kind != "maml":
     raise ValueError(f"task_loss is for maml and pooled learners, not {spec.kind!r}")
+  if spec.task_loss is not None:
+    return spec.task_loss(spec, predict, meta, features, task)
+  loss, a = query_loss_after_adapting(spec, predict, meta, features, task)
+  before = a.support_losses[0] if spec.inner_steps else loss
+  return loss, {"support_loss": before}
+
+
+def query_loss_after_adapting(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, features: Features,
+                              task: TaskBatch) -> tuple[jax.Array, AdaptedTask]:
+  """MAML's per-task loss: adapt on the support set, the loss on the query set; and the adapted task."""
   a = adapt_on_support(spec, predict, meta, features, task.user, task.support_items, task.support_ratings,
                        task.support_mask, task.query_items)
   loss = set_loss(predict, a.params, a.features, a.user, a.query_items, task.query_ratings, task.query_mask,
                   support=a.support, loss_fn=spec.loss_fn)
-  before = a.support_losses[0] if spec.inner_steps else loss
-  return loss, {"support_loss": before}
+  return loss, a
 
 
 def reptile_task(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, features: Features,
@@ -250,7 +343,7 @@ def reptile_task(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, featur
   items, ratings, mask = merge_support_query(task)
   adapted, frozen = partition(meta["model"], spec.adapt)
   fast, losses = adapt(predict, adapted, frozen, features, task.user, items, ratings, mask,
-                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.remat, unroll=spec.unroll,
+                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.schedule.remat, unroll=spec.schedule.unroll,
                        loss_fn=spec.loss_fn)
   before = losses[0] if spec.inner_steps else set_loss(
       predict, meta["model"], features, task.user, items, ratings, mask, support=(items, ratings, mask), loo=True,
@@ -269,7 +362,7 @@ def _reptile_delta(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, feat
     adapted, rows = local.gather(adapted), local.rows
     features, user, (items,) = local.features, local.user, local.item_groups
   fast, losses = adapt(predict, adapted, frozen, features, user, items, ratings, mask,
-                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.remat, unroll=spec.unroll,
+                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.schedule.remat, unroll=spec.schedule.unroll,
                        loss_fn=spec.loss_fn)
   before = losses[0] if spec.inner_steps else set_loss(
       predict, merge(adapted, frozen), features, user, items, ratings, mask, support=(items, ratings, mask),
@@ -347,6 +440,7 @@ def meta_gradient(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, featu
   return jax.tree_util.tree_map(lambda x: x / chunks, (loss, grads, aux))
 
 
-__all__ = ["LEARNERS", "LearnerSpec", "learner_spec", "init_meta_params", "adapt_task", "adapt_on_support",
+__all__ = ["LEARNERS", "Learner", "LossSpec", "Schedule", "register_learner", "query_loss_after_adapting",
+           "LearnerSpec", "learner_spec", "init_meta_params", "adapt_task", "adapt_on_support",
            "AdaptedTask", "task_loss",
            "reptile_task", "meta_gradient", "chunked_vmap", "row", "adapt_pattern"]

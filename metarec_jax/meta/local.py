@@ -28,7 +28,7 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from metarec_jax.data.tasks import Features
+from metarec_jax.types import Features
 
 Flat = dict[str, jax.Array]
 

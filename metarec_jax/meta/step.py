@@ -12,9 +12,9 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from metarec_jax.data.negatives import SEEN, TRAIN_LOGITS, with_negatives
-from metarec_jax.data.tasks import Features, TaskSet, sample_batch
+from metarec_jax.data.tasks import sample_batch
 from metarec_jax.meta.learners import LearnerSpec, meta_gradient
-from metarec_jax.models.model import PredictFn
+from metarec_jax.types import Features, PredictFn, TaskSet
 
 
 @flax.struct.dataclass

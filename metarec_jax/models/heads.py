@@ -18,6 +18,11 @@ import jax.numpy as jnp
 from metarec_jax.models.fast_weights import FastDense, fast_weight_terms
 
 
+def at_least_float32(*xs: jax.Array) -> tuple[jax.Array, ...]:
+  """The inputs in float32 or wider: bilinear scores are never computed in bfloat16."""
+  return tuple(x.astype(jnp.promote_types(x.dtype, jnp.float32)) for x in xs)
+
+
 def per_item(f_u: jax.Array, f_i: jax.Array) -> jax.Array:
   """Broadcasts a user vector ``[..., Du]`` to ``[..., N, Du]`` (no-op if already per item)."""
   if f_u.ndim == f_i.ndim:
@@ -89,6 +94,7 @@ class RelationHead(nn.Module):
 
   @nn.compact
   def __call__(self, f_u: jax.Array, f_i: jax.Array) -> jax.Array:
+    f_u, f_i = at_least_float32(f_u, f_i)
     d_u, d_i = f_u.shape[-1], f_i.shape[-1]
     r = self.param("R", nn.initializers.normal(self.init_scale), (d_u, d_i))
     w_u = self.param("w_user", nn.initializers.zeros, (d_u,))
@@ -110,6 +116,7 @@ class DotHead(nn.Module):
       raise ValueError(
           f"dot head needs equal user and item feature widths, got {f_u.shape[-1]} and "
           f"{f_i.shape[-1]}: give model.user_mlp and model.item_mlp the same last size")
+    f_u, f_i = at_least_float32(f_u, f_i)
     d = f_u.shape[-1]
     w_u = self.param("w_user", nn.initializers.zeros, (d,))
     w_i = self.param("w_item", nn.initializers.zeros, (d,))

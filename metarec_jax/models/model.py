@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -10,15 +11,13 @@ import jax.numpy as jnp
 
 from metarec_jax.data.interactions import FieldSpec
 from metarec_jax.data.derived import ITEM_MEAN
-from metarec_jax.data.tasks import Features
-from metarec_jax.models.extractor import Extractor
-from metarec_jax.models.heads import DotHead, MLPHead, RelationHead, per_item
+from metarec_jax.models import registry
+from metarec_jax.models.heads import per_item
 from metarec_jax.models.ridge import RidgeUserVector
+from metarec_jax.types import Features, Params, PredictFn
 
-Params = Any
-PredictFn = Callable[..., jax.Array]  # (params, features, user, items, support=None, loo=False)
-
-HEADS = ("mlp", "relation", "dot")
+# The built-in heads (`registry.HEADS` holds these and any registered since).
+HEADS = tuple(registry.HEADS)
 
 
 class RecModel(nn.Module):
@@ -38,15 +37,16 @@ class RecModel(nn.Module):
     embed_dim: embedding width per field.
     user_mlp: user tower MLP sizes.
     item_mlp: item tower MLP sizes.
-    head: ``mlp``, ``relation`` or ``dot``.
+    head: a registered head (`registry.HEADS`: ``mlp``, ``relation``, ``dot``, yours).
     head_hidden: hidden sizes of the MLP head.
     offset: initial global bias (mean training rating; 0 for residual models).
     support_vector: add the support-set user vector to the user features.
     ridge_dim: > 0 adds the ridge user vector's score with this many item
       factors (plus an intercept, the user bias).
     ridge_reg: initial ridge penalty of every factor.
-    extractor: ``fields`` (`Extractor`) or ``transformer``
-      (`field_transformer.FieldTransformerExtractor`, shaped by ``transformer``).
+    extractor: a registered extractor (`registry.EXTRACTORS`): ``fields``
+      (`Extractor`) or ``transformer`` (`field_transformer.FieldTransformerExtractor`,
+      shaped by ``transformer``).
     dtype: compute dtype of embeddings and hidden layers (``jnp.bfloat16`` for
       mixed precision on accelerators); params, the scores and all losses stay
       float32.
@@ -67,6 +67,40 @@ class RecModel(nn.Module):
   extractor: str = "fields"
   transformer: Any = None  # field_transformer.TransformerSpec when extractor == "transformer"
 
+  @nn.nowrap
+  def make_extractor(self, **module_kwargs) -> nn.Module:
+    """The model's extractor module (params under ``extractor``); ``parent=None`` for a stand-alone one."""
+    return registry.build_extractor(self, **module_kwargs)
+
+  @nn.nowrap
+  def make_head(self, **module_kwargs) -> nn.Module:
+    """The model's head module (params under ``head``); ``parent=None`` for a stand-alone one."""
+    return registry.build_head(self, **module_kwargs)
+
+  @nn.nowrap
+  def fast_layers(self) -> tuple[str, ...]:
+    """Param paths of the layers that take factored inner-loop updates."""
+    return tuple(f"head/{name}" for name in registry.head_fast_layers(self))
+
+  @nn.nowrap
+  def embed(self, params: Params, user_cols: dict[str, jax.Array],
+            item_cols: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """The extractor's ``(f_u, f_i)`` under ``params`` (the model's whole param tree)."""
+    extractor = self.make_extractor(parent=None)
+    ext = {"params": params["extractor"]}
+    return (extractor.apply(ext, user_cols, method="embed_user"),
+            extractor.apply(ext, item_cols, method="embed_items"))
+
+  @nn.nowrap
+  def score_features(self, params: Params, f_u: jax.Array, f_i: jax.Array) -> jax.Array:
+    """The head's scores of feature vectors (without support-set terms)."""
+    return self.make_head(parent=None).apply({"params": params["head"]}, f_u, f_i)
+
+  @nn.nowrap
+  def item_side(self, path: str) -> bool:
+    """Whether the param at ``path`` shapes item features (serving caches them when none of these adapt)."""
+    return path.startswith("extractor/item")
+
   @nn.compact
   def __call__(self, user_cols: dict[str, jax.Array], item_cols: dict[str, jax.Array],
                support: tuple | None = None, loo: bool = False) -> jax.Array:
@@ -79,15 +113,7 @@ class RecModel(nn.Module):
         when ``support_vector`` is on.
       loo: the scored items are the support items, position for position.
     """
-    if self.extractor == "transformer":
-      from metarec_jax.models.field_transformer import FieldTransformerExtractor, TransformerSpec
-      extractor = FieldTransformerExtractor(self.user_specs, self.item_specs, self.transformer or TransformerSpec(),
-                                            dtype=self.dtype or jnp.float32, name="extractor")
-    elif self.extractor == "fields":
-      extractor = Extractor(self.user_specs, self.item_specs, self.embed_dim, self.user_mlp, self.item_mlp,
-                            dtype=self.dtype, name="extractor")
-    else:
-      raise ValueError(f"unknown extractor {self.extractor!r}; choose fields or transformer")
+    extractor = self.make_extractor(name="extractor")
     f_u = extractor.embed_user(user_cols)
     f_i = extractor.embed_items(item_cols)
     if self.support_vector or self.ridge_dim:
@@ -107,16 +133,7 @@ class RecModel(nn.Module):
         f_u = jnp.concatenate([per_item(f_u, vec), vec], axis=-1)
       else:
         f_u = jnp.concatenate([f_u, total / jnp.maximum(n, 1.0)], axis=-1)
-    if self.head == "mlp":
-      head = MLPHead(self.head_hidden, self.offset, dtype=self.dtype, name="head")
-    elif self.head == "relation":
-      head = RelationHead(self.offset, name="head")
-    elif self.head == "dot":
-      head = DotHead(self.offset, name="head")
-    else:
-      raise ValueError(f"unknown head {self.head!r}; choose one of {HEADS}")
-    if self.head != "mlp":  # bilinear heads: at least float32 for the score
-      f_u, f_i = (x.astype(jnp.promote_types(x.dtype, jnp.float32)) for x in (f_u, f_i))
+    head = self.make_head(name="head")
     return head(f_u, f_i) + ridge
 
 
@@ -129,8 +146,9 @@ def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5
   ``support`` is the task's support set ``(items [S], ratings [S], mask [S])``;
   ``loo`` says the scored items are those support items, position for position.
   ``capture=True`` returns ``(scores, inputs)``: the inputs the head's layers
-  saw (`fast_weights`; the factored inner loop's ``X``). The function's
-  ``fast_layers`` attribute names the layers that take factored updates.
+  saw (`fast_weights`; the factored inner loop's ``X``). The returned
+  `Predict` says which layers take factored updates (``fast_layers``) and
+  whether scores depend on the support set (``uses_support``).
 
   With ``residual`` the model predicts the residual over the item-mean +
   user-bias baseline: the score adds ``m_i + b_u`` with ``m_i`` the shrunk
@@ -175,9 +193,26 @@ def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5
         out = out + ((total - s_resid) / (n - mask + bias_reg) if loo else total / (n + bias_reg))
     return (out, inputs) if capture else out
 
-  if model.head == "mlp":  # layers that take factored inner-loop updates (`fast_weights`)
-    predict.fast_layers = tuple(f"head/dense_{i}" for i in range(len(model.head_hidden))) + ("head/out",)
-  return predict
+  return Predict(predict, fast_layers=tuple(model.fast_layers()), uses_support=bool(uses_support))
+
+
+@dataclasses.dataclass(frozen=True)
+class Predict:
+  """A model's predict function with what the engine needs to know about it (`types.PredictFn`).
+
+  Attributes:
+    fn: ``fn(params, features, user, items, support=None, loo=False, capture=False)``.
+    fast_layers: param paths of the layers that take factored inner-loop updates.
+    uses_support: the scores depend on the support set.
+  """
+
+  fn: Callable[..., Any]
+  fast_layers: tuple[str, ...] = ()
+  uses_support: bool = False
+
+  def __call__(self, params: Params, features: Features, user: jax.Array, items: jax.Array,
+               support: tuple | None = None, loo: bool = False, capture: bool = False):
+    return self.fn(params, features, user, items, support, loo, capture)
 
 
 def init_params(model: RecModel, features: Features, key: jax.Array) -> Params:

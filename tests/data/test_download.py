@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from metarec_jax.data import download as dl
-from metarec_jax.data.info import add_data_commands
+from metarec_jax.cli import build_parser
 
 
 def _sha(data: bytes) -> str:
@@ -65,10 +65,7 @@ def test_no_network_is_one_line(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(dl.urllib.request, "urlopen", offline)
   with pytest.raises(dl.DownloadError, match="is unreachable .*no network"):
     dl.download("ml-100k", tmp_path / "x", log=None)
-  import argparse
-  parser = argparse.ArgumentParser(prog="metarec")
-  add_data_commands(parser.add_subparsers(dest="command"))
-  args = parser.parse_args(["data", "download", "melu-ml1m", "--to", str(tmp_path / "y")])
+  args = build_parser().parse_args(["data", "download", "melu-ml1m", "--to", str(tmp_path / "y")])
   assert args.func(args) == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith("metarec: error: cannot download melu-ml1m") and "\n" not in err

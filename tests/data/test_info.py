@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
-from metarec_jax.data.info import add_data_commands, detect_format
+from metarec_jax.cli import build_parser
+from metarec_jax.data.info import detect_format
 from metarec_jax.data.parsing import MissingDataFile
 from tests.conftest import data_dir
 from tests.data.tiny_files import write_melu, write_ml100k, write_recbole
@@ -16,9 +16,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::metarec_jax.data.parsing.DataWa
 
 
 def _cli(argv, capsys):
-  parser = argparse.ArgumentParser(prog="metarec")
-  add_data_commands(parser.add_subparsers(dest="command", required=True))
-  args = parser.parse_args(argv)
+  args = build_parser().parse_args(argv)
   rc = args.func(args)
   out = capsys.readouterr()
   return rc, out.out, out.err

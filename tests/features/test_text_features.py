@@ -114,21 +114,25 @@ def test_experiment_uses_text_field_and_freezes_its_projection(tmp_path):
     pytest.skip("the engine hooks model.text_features / model.freeze are not in this tree")
   import jax
   from metarec_jax import experiment
+  from metarec_jax.methods import FitContext, train_model
+  from metarec_jax.methods.learned import method_key
+  from metarec_jax.models import init_params
+  from metarec_jax.prepared import load_dataset
   from tests.conftest import tiny_config
   c = tiny_config()
   c.methods = ("maml",)
   c.eval.scenarios = ("warm",)
-  data = experiment.load_dataset(c.data)
+  data = load_dataset(c.data)
   np.save(tmp_path / "t.npy", np.random.default_rng(0).normal(size=(data.num_items, 6)).astype(np.float32))
   c.model.text_features = str(tmp_path / "t.npy")
   c.model.freeze = "extractor/item/text_emb"
   prep = experiment.prepare(c, 0)
   assert TEXT_FIELD in prep.features.item
-  outcome = experiment.train_method(c, prep, "maml", 0, progress=False)
+  outcome = train_model(c, FitContext(c, prep, 0, progress=False), "maml")
   kernel = outcome.params["model"]["extractor"]["item"][TEXT_FIELD]["kernel"]
   assert kernel.shape == (6, c.model.embed_dim)
-  k_init = jax.random.split(experiment.method_key(0, "maml"))[0]
-  init = experiment.init_params(outcome.model, prep.features, k_init)
+  k_init = jax.random.split(method_key(0, "maml"))[0]
+  init = init_params(outcome.model, prep.features, k_init)
   np.testing.assert_array_equal(kernel, init["extractor"]["item"][TEXT_FIELD]["kernel"])
   moved = outcome.params["model"]["extractor"]["item"]
   assert any(not np.array_equal(moved[k]["embedding"], init["extractor"]["item"][k]["embedding"])

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from metarec_jax.data.derived import ITEM_MEAN
-from metarec_jax.experiment import spec_of
+from metarec_jax.methods import spec_of
 from metarec_jax.meta import inner
 from metarec_jax.meta.factored import factored_applies, factored_pays
 from metarec_jax.meta.learners import adapt_on_support, init_meta_params, learner_spec, meta_gradient, row
 from metarec_jax.models.fast_weights import FAST_DELTA
-from metarec_jax.models.model import RecModel, init_params, make_predict
+from metarec_jax.models.model import Predict, RecModel, init_params, make_predict
 from tests.conftest import tiny_config, tree_allclose, x64
 
 
@@ -52,7 +52,7 @@ def _model_setup(kind, tiny_setup, tiny_data):
 def test_factored_meta_gradient_equals_plain(tiny_setup, tiny_data, kind, learner, steps, remat, chunk):
   predict, params, features, batch = _model_setup(kind, tiny_setup, tiny_data)
   factored = learner_spec(learner, inner_lr=0.5, inner_steps=steps, adapt="head", remat=remat, factored="on")
-  plain = dataclasses.replace(factored, factored="off")
+  plain = factored.with_schedule(factored="off")
   with x64():
     meta, feats, tasks = _f64((init_meta_params(factored, params), features, batch))
     a = jax.jit(lambda m: meta_gradient(factored, predict, m, feats, tasks, chunk))(meta)
@@ -67,7 +67,7 @@ def test_factored_meta_gradient_equals_plain(tiny_setup, tiny_data, kind, learne
 def test_adapted_params_hold_factors_and_score_like_the_adapted_kernels(tiny_setup, tiny_data):
   predict, params, features, batch = _model_setup("residual_support_ridge", tiny_setup, tiny_data)
   factored = learner_spec("melu", inner_lr=0.5, inner_steps=2, factored="on")
-  plain = dataclasses.replace(factored, factored="off")
+  plain = factored.with_schedule(factored="off")
   meta = init_meta_params(factored, params)
   task = row(batch, 0)
 
@@ -96,7 +96,7 @@ def test_factored_applies_only_to_dense_layers_with_one_rate(tiny_setup, tiny_da
   assert not factored_applies(predict, head, {k: jnp.ones_like(v) for k, v in head.items()})  # Meta-SGD
   relation = RecModel(tiny_data.users.specs, tiny_data.items.specs, embed_dim=3, head="relation")
   assert not factored_applies(make_predict(relation), head, 0.1)
-  assert not factored_applies(lambda *a, **k: None, head, 0.1)  # a predict that lists no layers
+  assert not factored_applies(Predict(lambda *a, **k: None), head, 0.1)  # a predict that lists no layers
 
 
 def test_auto_factors_where_it_needs_fewer_flops(tiny_setup):
@@ -120,11 +120,11 @@ def test_auto_factors_where_it_needs_fewer_flops(tiny_setup):
 
 def test_meta_factored_setting_reaches_the_learner():
   c = tiny_config()
-  assert spec_of(c).factored == "auto"
+  assert spec_of(c).schedule.factored == "auto"
   for mode in ("off", "on"):
     c.meta.factored = mode
-    assert spec_of(c).factored == mode
-  assert learner_spec("melu", inner_lr=0.1, inner_steps=1, factored=False).factored == "off"
+    assert spec_of(c).schedule.factored == mode
+  assert learner_spec("melu", inner_lr=0.1, inner_steps=1, factored=False).schedule.factored == "off"
   c.meta.factored = "sometimes"
   with pytest.raises(ValueError, match="meta.factored must be one of"):
     spec_of(c)
@@ -134,7 +134,7 @@ def test_bfloat16_compute_runs_factored(tiny_setup):
   model, predict, params, features, _, batch = tiny_setup
   predict16 = make_predict(model.clone(dtype=jnp.bfloat16))
   factored = learner_spec("melu", inner_lr=0.5, inner_steps=2, factored="on")
-  plain = dataclasses.replace(factored, factored="off")
+  plain = factored.with_schedule(factored="off")
   meta = init_meta_params(factored, params)
   a = jax.jit(lambda m: meta_gradient(factored, predict16, m, features, batch))(meta)
   b = jax.jit(lambda m: meta_gradient(plain, predict16, m, features, batch))(meta)

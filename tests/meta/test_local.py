@@ -45,7 +45,7 @@ def _residual_setup(tiny_setup, tiny_data):
 def test_local_meta_gradient_equals_full_tables(tiny_setup, name):
   _, predict, params, features, _, batch = tiny_setup
   local = learner_spec(name, inner_lr=0.3, inner_steps=2)
-  full = dataclasses.replace(local, local_tables=False)
+  full = local.with_schedule(local_tables=False)
   meta = init_meta_params(local, params)
   adapted, _ = inner.partition(params, local.adapt)
   assert len(local_table_paths(adapted, features)) >= 2, "the tiny model must adapt some tables"
@@ -59,7 +59,7 @@ def test_local_meta_gradient_equals_full_tables(tiny_setup, name):
 def test_local_tables_with_support_vector_and_residual(tiny_setup, tiny_data):
   predict, params, features, batch = _residual_setup(tiny_setup, tiny_data)
   local = learner_spec("maml", inner_lr=0.2, inner_steps=1)
-  full = dataclasses.replace(local, local_tables=False)
+  full = local.with_schedule(local_tables=False)
   meta = init_meta_params(local, params)
   a = jax.jit(lambda m: meta_gradient(local, predict, m, features, batch, tasks_per_chunk=2))(meta)
   b = jax.jit(lambda m: meta_gradient(full, predict, m, features, batch))(meta)

@@ -1,4 +1,4 @@
-"""``metarec bench``: the benchmark commands (``meta-step``, ``serving``)."""
+"""``metarec bench meta-step | serving``."""
 
 from __future__ import annotations
 
@@ -63,9 +63,8 @@ def _serving(args) -> int:
   return 0
 
 
-def add_bench_command(subparsers) -> argparse.ArgumentParser:
-  """Adds ``bench`` (with ``meta-step`` and ``serving``) to an argparse subparsers object."""
-  bench = subparsers.add_parser("bench", help="benchmarks: meta-train step throughput, serving latency")
+def add(sub: argparse._SubParsersAction) -> None:
+  bench = sub.add_parser("bench", help="benchmarks: meta-train step throughput, serving latency")
   sub = bench.add_subparsers(dest="bench_command", required=True)
   ms = sub.add_parser(
       "meta-step", help="time the jitted meta-train step on a MeLU-shaped workload (and PyTorch peers)",
@@ -106,4 +105,3 @@ def add_bench_command(subparsers) -> argparse.ArgumentParser:
   sv.add_argument("--k", type=int, default=10, help="items ranked (default 10)")
   sv.add_argument("--json", metavar="FILE", help="also write the result to FILE")
   sv.set_defaults(func=_serving)
-  return bench

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def _text(args) -> int:
@@ -14,16 +13,15 @@ def _text(args) -> int:
     meta = embed_item_text(args.data_path, fields, args.out, model=args.model, batch_size=args.batch_size,
                            dtype=args.dtype, progress=not args.no_progress)
   except TextExtraMissing as e:
-    print(f"metarec: error: {e}", file=sys.stderr)
-    return 2
+    from metarec_jax.cli import fail
+    return fail(str(e))
   print(f"embedded {meta['rows']} items ({'+'.join(meta['fields'])}, {meta['empty_texts']} without text) "
         f"with {meta['model']} in {meta['seconds']:.1f} s: {args.out} [{meta['rows']}, {meta['width']}]")
   return 0
 
 
-def add_features_command(subparsers: argparse._SubParsersAction) -> None:
-  """Adds ``features`` (verb ``text``) to the ``metarec`` command line."""
-  features = subparsers.add_parser("features", help="precompute item features (text embeddings)")
+def add(sub: argparse._SubParsersAction) -> None:
+  features = sub.add_parser("features", help="precompute item features (text embeddings)")
   verbs = features.add_subparsers(dest="verb", required=True)
   text = verbs.add_parser("text", help="embed item text with a pretrained sentence encoder (needs .[text])")
   text.add_argument("data_path", help="MeLU's ML-1M release folder (movies_extrainfos.dat)")

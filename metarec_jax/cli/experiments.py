@@ -1,21 +1,23 @@
-"""The ``metarec`` command line: a thin layer over the library."""
+"""``metarec run | eval | report | distill``."""
 
 from __future__ import annotations
 
 import argparse
 import pathlib
-import sys
 
 from metarec_jax import config as cfg_lib
 
 
 def _run(args) -> int:
   from metarec_jax import experiment
+  from metarec_jax.methods import check_overrides_used
   config = cfg_lib.load_experiment(args.experiment)
-  config = cfg_lib.apply_overrides(config, args.set or [])
+  overrides = args.set or []
+  config = cfg_lib.apply_overrides(config, overrides)
   if args.seeds is not None:
     config.num_seeds = args.seeds
   cfg_lib.validate(config)
+  check_overrides_used(config, [o.split("=", 1)[0].strip() for o in overrides])
   workdir = args.workdir or str(pathlib.Path("runs") / pathlib.Path(args.experiment).stem)
   experiment.run(config, workdir, progress=not args.no_progress)
   print(f"results: {workdir}/results.json, {workdir}/results.md")
@@ -36,13 +38,19 @@ def _report(args) -> int:
   return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="metarec", description="Meta-learned cold-start recommendation in JAX.")
-  sub = parser.add_subparsers(dest="command", required=True)
+def _distill(args) -> int:
+  from metarec_jax.methods.distill import distill_workdir
+  distill_workdir(args.workdir, args.student, teacher=args.teacher, seed=args.seed, steps=args.steps, lr=args.lr,
+                  pred_weight=args.pred_weight, progress=not args.no_progress)
+  return 0
+
+
+def add(sub: argparse._SubParsersAction) -> None:
   run = sub.add_parser("run", help="run an experiment file")
   run.add_argument("experiment", help="path to an experiment file with get_config()")
   run.add_argument("--workdir", help="output folder (default runs/<experiment name>); reruns resume")
-  run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+  run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key (repeatable); a key no method uses is refused")
   run.add_argument("--seeds", type=int, help="number of seeds (seed, seed+1, ...)")
   run.add_argument("--no-progress", action="store_true", help="no progress bars")
   run.set_defaults(func=_run)
@@ -56,22 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
   rep.add_argument("workdirs", nargs="+")
   rep.add_argument("--out", required=True, help="output folder")
   rep.set_defaults(func=_report)
-  from metarec_jax.data.info import add_data_commands
-  add_data_commands(sub)
-  from metarec_jax.bench.cli import add_bench_command; add_bench_command(sub)
-  from metarec_jax.features import add_features_command; add_features_command(sub)
-  from metarec_jax.distill import add_distill_command; add_distill_command(sub)
-  return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-  args = build_parser().parse_args(argv)
-  try:
-    return args.func(args)
-  except (cfg_lib.ConfigError, FileNotFoundError, FloatingPointError, ValueError) as e:
-    print(f"metarec: error: {e}", file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-  sys.exit(main())
+  d = sub.add_parser("distill", help="train a small extractor to match a run's meta-learned extractor")
+  d.add_argument("workdir", help="a finished run (metarec run ... --workdir)")
+  d.add_argument("--student", required=True, help="file with get_config(teacher_config) -> the student's config")
+  d.add_argument("--teacher", default="", help="learned method to distil (default: the last one with a checkpoint)")
+  d.add_argument("--seed", type=int, help="which seed's checkpoint (default: the run's first seed)")
+  d.add_argument("--steps", type=int, default=500, help="student training steps (default 500)")
+  d.add_argument("--lr", type=float, default=3e-3, help="student Adam rate (default 3e-3)")
+  d.add_argument("--pred-weight", type=float, default=1.0,
+                 help="weight of the adapted-prediction loss (default 1.0)")
+  d.add_argument("--no-progress", action="store_true")
+  d.set_defaults(func=_distill)

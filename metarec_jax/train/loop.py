@@ -1,0 +1,194 @@
+"""The training loop every learned method shares: meta-learners, the pooled model and distillation.
+
+``train_loop`` runs a pure ``step(state, tasks, features) -> (state,
+metrics)`` for ``steps`` steps. Every ``eval_every`` steps (and at step 0)
+``validate(params)`` scores the params on each validation set (lower is
+better) and each set keeps the params of its best step: early stopping
+without stopping, one selection per validation set. Every
+``checkpoint_every`` steps the state and the selections are saved (orbax); a
+rerun resumes from the last checkpoint and reaches the same params as a run
+that was never stopped. A NaN or infinite loss or gradient norm stops the
+run with the method, the step and the metric, and the last good checkpoint
+stays on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from tqdm.auto import tqdm
+
+from metarec_jax.meta.step import MetaTrainState, replicate
+
+
+class NonFiniteError(FloatingPointError):
+  """A training metric became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class Selection:
+  """Per validation set: the params of the best step, its value and the step.
+
+  Attributes:
+    best: validation set name -> the params selected on it.
+    best_val: validation set name -> its best value (lower is better).
+    best_step: validation set name -> the step it was reached at.
+    state: the final training state.
+  """
+
+  best: dict[str, Any]
+  best_val: dict[str, float]
+  best_step: dict[str, int]
+  state: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopSettings:
+  """How long to train and how often to log, validate and checkpoint (the ``train`` config)."""
+
+  steps: int
+  tasks_per_batch: int
+  eval_every: int
+  log_every: int
+  checkpoint_every: int
+
+  @classmethod
+  def from_config(cls, train_cfg, steps: int | None = None) -> "LoopSettings":
+    return cls(steps=int(train_cfg.steps if steps is None else steps), tasks_per_batch=int(train_cfg.tasks_per_batch),
+               eval_every=int(train_cfg.eval_every), log_every=int(train_cfg.log_every),
+               checkpoint_every=int(train_cfg.checkpoint_every))
+
+
+def train_loop(name: str, seed: int, state: MetaTrainState, step_fn: Callable, tasks: Any, features: Any, *,
+               sets: Sequence[str], validate: Callable[[Any], dict[str, float]], settings: LoopSettings,
+               ckpt_dir: pathlib.Path | None = None, log: Any = None, progress: bool = True,
+               on_step: Callable[[str, int, int], None] | None = None, restore_only: bool = False,
+               selection_key: str = "val_mae", mesh: Any = None,
+               hint: str = "Lower optimizer.lr or meta.inner_lr, or set optimizer.clip_norm.") -> Selection:
+  """Trains with validation selection, checkpoints, resume and the NaN stop.
+
+  Args:
+    name: the checkpoint owner (messages, logs, progress bar).
+    seed: the seed (messages, logs).
+    state: the initial state (``step``, ``params``, ...); replaced by the
+      checkpoint's when ``ckpt_dir`` holds one.
+    step_fn: ``step(state, tasks, features) -> (state, metrics)``; metrics
+      include ``loss`` and ``grad_norm``.
+    tasks: the training tasks passed to every step.
+    features: the feature tables passed to every step.
+    sets: the validation sets, the first being the main one (log line,
+      progress bar).
+    validate: ``params -> {validation set: value}`` for every set of
+      ``sets`` (lower is better); raises FloatingPointError on a non-finite
+      value.
+    settings: steps and the logging / validation / checkpoint periods.
+    ckpt_dir: orbax folder; resumes from its latest step if any.
+    log: a `rundir.JsonlLog` (or None).
+    progress: show a progress bar.
+    on_step: called after every step with (name, seed, step) (tests use it
+      to interrupt a run).
+    restore_only: do not train; fail unless a finished checkpoint exists
+      (nothing is created on disk).
+    selection_key: the name of the validation value in the log.
+    mesh: a task mesh: state, tasks and features are replicated onto it.
+    hint: what to do about a NaN, appended to its message.
+
+  Returns:
+    The selections and the final state.
+
+  Raises:
+    NonFiniteError: the loss, the gradient norm or a validation value became
+      NaN or infinite; the last good checkpoint stays on disk.
+    FileNotFoundError: ``restore_only`` and no finished checkpoint.
+  """
+  write = log.write if log is not None else (lambda **record: None)
+  s = settings
+  names = list(sets)
+  main_set = names[0]
+  copy = jax.jit(lambda tree: jax.tree_util.tree_map(jnp.copy, tree))
+  first = copy(state.params)
+  best = {k: first for k in names}
+  best_val = {k: float("inf") for k in names}
+  best_step = {k: 0 for k in names}
+  manager = None
+  if ckpt_dir is not None:
+    if restore_only and not ckpt_dir.is_dir():
+      raise FileNotFoundError(f"{name} seed {seed}: no checkpoint in {ckpt_dir}; run `metarec run` to train it")
+    manager = ocp.CheckpointManager(ckpt_dir.absolute(), options=ocp.CheckpointManagerOptions(
+        max_to_keep=1, create=not restore_only))
+    latest = manager.latest_step()
+    if latest is not None:
+      template = {"state": state, "best": best, "best_val": {k: np.zeros((), np.float64) for k in names},
+                  "best_step": {k: np.zeros((), np.int64) for k in names}}
+      restored = manager.restore(latest, args=ocp.args.StandardRestore(template))
+      state, best = restored["state"], restored["best"]
+      best_val = {k: float(v) for k, v in restored["best_val"].items()}
+      best_step = {k: int(v) for k, v in restored["best_step"].items()}
+  if restore_only and int(state.step) != s.steps:
+    raise FileNotFoundError(f"{name} seed {seed}: no finished checkpoint in {ckpt_dir} "
+                            f"(found step {int(state.step)} of {s.steps}); run `metarec run` to finish it")
+
+  def save(step):
+    if manager is None:
+      return
+    manager.save(step, args=ocp.args.StandardSave({
+        "state": state, "best": best, "best_val": {k: np.asarray(v, np.float64) for k, v in best_val.items()},
+        "best_step": {k: np.asarray(v, np.int64) for k, v in best_step.items()}}), force=True)
+    manager.wait_until_finished()
+
+  def evaluate_now(step):
+    try:
+      vals = validate(state.params)
+    except FloatingPointError:
+      raise NonFiniteError(f"{name} seed {seed}: {selection_key} is nan at step {step}: the adapted model "
+                           "diverges. Lower meta.inner_lr or optimizer.lr.") from None
+    current = None
+    for k in names:
+      if vals[k] < best_val[k]:
+        current = copy(state.params) if current is None else current
+        best[k], best_val[k], best_step[k] = current, vals[k], step
+    extra = {f"{selection_key}_{k}": vals[k] for k in names[1:]}
+    write(method=name, seed=seed, step=step, **{selection_key: vals[main_set]}, **extra)
+    return vals[main_set]
+
+  if mesh is not None:
+    state, tasks, features = replicate(state, mesh), replicate(tasks, mesh), replicate(features, mesh)
+  start = int(state.step)
+  if start == 0 and s.steps > 0:
+    evaluate_now(0)
+  bar = tqdm(total=s.steps, initial=start, desc=f"{name} seed {seed}", disable=not progress,
+             leave=False, dynamic_ncols=True)
+  tick, tick_step = time.perf_counter(), start
+  val = best_val[main_set]
+  for step in range(start + 1, s.steps + 1):
+    state, metrics = step_fn(state, tasks, features)
+    values = {k: float(v) for k, v in metrics.items()}
+    bad = [k for k in ("loss", "grad_norm") if not np.isfinite(values[k])]
+    if bad:
+      saved = manager.latest_step() if manager is not None else None
+      where = f"; the last good checkpoint (step {saved}) is in {ckpt_dir}" if saved is not None else ""
+      raise NonFiniteError(f"{name} seed {seed}: {bad[0]} is {values[bad[0]]} at step {step}{where}. {hint}")
+    if step % s.log_every == 0 or step == s.steps:
+      now = time.perf_counter()
+      rate = (step - tick_step) * s.tasks_per_batch / max(now - tick, 1e-9)
+      tick, tick_step = now, step
+      write(method=name, seed=seed, step=step, tasks_per_s=rate, **values)
+    if step % s.eval_every == 0 or step == s.steps:
+      val = evaluate_now(step)
+    bar.update(1)
+    bar.set_postfix(loss=f"{values['loss']:.3f}", **{selection_key: f"{val:.4f}"}, refresh=False)
+    if step % s.checkpoint_every == 0 or step == s.steps:
+      save(step)
+    if on_step is not None:
+      on_step(name, seed, step)
+  bar.close()
+  if manager is not None:
+    manager.close()
+  return Selection(dict(best), dict(best_val), dict(best_step), state)
