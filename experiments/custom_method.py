@@ -1,11 +1,17 @@
 """Your own method, in your own file: a gated bilinear head, a custom learner and a whole new method.
 
-Command:   metarec run experiments/custom_method.py
-Runtime:   about 45 s on a 2-core CPU (no download).
-Expected:  on the embedded synthetic data (seed 0), user_cold MAE: item_mean 0.86,
-           maml 0.71, maml_gated (MAML with the gated bilinear head) 0.70 and
-           maml_sq_gated (the custom learner with that head) 0.69; the table
-           is in README.md, "Write your own method".
+Command:   metarec run experiments/custom_method.py [--seeds 3]
+Runtime:   41 s for one seed, 2 min for three, on a 2-core CPU (no download).
+Expected:  embedded synthetic data, 600 meta-steps, MAE mean over seeds 0-2 (± sample std), measured:
+             method               warm             user_cold
+             item_mean            0.7813 ± 0.0170  0.8295 ± 0.0109
+             item_mean_user_bias  0.7697 ± 0.0229  0.8116 ± 0.0109
+             maml                 0.7097 ± 0.0258  0.7637 ± 0.0059
+             maml_gated           0.7038 ± 0.0269  0.7512 ± 0.0122
+             maml_sq_gated        0.6962 ± 0.0261  0.7435 ± 0.0029
+           maml_gated is MAML with the gated bilinear head below, maml_sq_gated
+           the custom learner with that head; the README's "Write your own
+           method" has the whole table.
 
 Everything below is registered when this file is imported; the run folder
 records the file (run.json), so `metarec eval`, `metarec report`,

@@ -7,7 +7,8 @@ every scenario — the number a researcher who may only look at validation
 users would publish. Then one table per scenario (mean ± sample std over
 seeds, ddof=1, best per metric in bold). A method that two run folders hold
 with different settings gets one row per setting, labelled with the keys
-that differ; the same method, seed and settings twice is refused. Plots (PNG, matplotlib): MAE by scenario and method, and — when the runs
+that differ; the same method, seed and settings in two folders is counted
+once. Plots (PNG, matplotlib): MAE by scenario and method, and — when the runs
 measured it (``eval.support_sizes``) — MAE against the number of support
 ratings per method, one panel per scenario.
 """

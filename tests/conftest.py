@@ -19,9 +19,15 @@ from metarec_jax.data import (SyntheticSpec, build_taskset, features_from_tables
 from metarec_jax.models import RecModel, init_params, make_predict
 
 # Repeated runs of the same tiny experiment compile the same programs: let them
-# share compiled executables through JAX's persistent cache (one folder per session).
-_CACHE_DIR = tempfile.mkdtemp(prefix="metarec-jax-cache-")
-atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
+# share compiled executables through JAX's persistent cache (one folder per session,
+# made by the first process; pytest-xdist's workers inherit it and leave it to that one).
+_CACHE_ENV = "METAREC_TEST_JAX_CACHE"
+if os.environ.get(_CACHE_ENV):
+  _CACHE_DIR = os.environ[_CACHE_ENV]
+else:
+  _CACHE_DIR = tempfile.mkdtemp(prefix="metarec-jax-cache-")
+  os.environ[_CACHE_ENV] = _CACHE_DIR
+  atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
 jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -118,11 +118,15 @@ def test_load_refuses_baselines_and_missing_runs(tiny_run, tmp_path):
     Recommender.load(tmp_path)
 
 
-@pytest.mark.parametrize("head,learner", [("mlp", "maml"), ("relation", "metasgd"), ("relation", "anil")])
-def test_adapting_the_item_tower_and_other_heads_match_the_engine(tiny_setup, tiny_data, head, learner):
+@pytest.mark.parametrize("head,learner,extractor", [("mlp", "maml", "fields"), ("relation", "metasgd", "fields"),
+                                                    ("relation", "anil", "fields"), ("mlp", "anil", "transformer")])
+def test_adapting_the_item_tower_and_other_heads_match_the_engine(tiny_setup, tiny_data, head, learner, extractor):
+  # Serving builds the extractor and the head through the model registry, as training does (a field
+  # transformer run once failed to load: serving built a fields extractor whatever model.extractor said).
+  from metarec_jax.models.field_transformer import TransformerSpec
   _, _, _, features, _, _ = tiny_setup
   model = RecModel(tiny_data.users.specs, tiny_data.items.specs, embed_dim=3, head=head, head_hidden=(5,),
-                   offset=3.5)
+                   offset=3.5, extractor=extractor, transformer=TransformerSpec.named("tiny"))
   spec = learner_spec(learner, inner_lr=0.1, inner_steps=2)  # maml, metasgd: the item tower adapts too
   meta = init_meta_params(spec, init_params(model, features, jax.random.PRNGKey(0)))
   rec = Recommender(model, spec, meta, features)
@@ -160,17 +164,3 @@ def test_bench_serving_command_on_a_run(tiny_run, tmp_path, capsys):
   assert result["items"] > 0 and result["calls"] == 5 and result["method"] == "anil"
   assert result["adapt_rank_ms"]["p50"] <= result["adapt_rank_ms"]["p99"]
   assert "p50" in capsys.readouterr().out
-
-
-def test_load_serves_a_field_transformer_run(tmp_path):
-  # The extractor comes from the model registry, as in training: a transformer run serves a transformer.
-  c = tiny_config()
-  c.methods = ("anil",)
-  c.model.extractor = "transformer"
-  c.model.transformer.size = "tiny"
-  c.train.steps = 2
-  c.eval.scenarios = ("warm",)
-  experiment.run(c, tmp_path / "ft", progress=False, verbose=False)
-  rec = Recommender.load(tmp_path / "ft")
-  assert rec.model.extractor == "transformer" and rec.caches_items
-  check_against_engine(rec)

@@ -343,8 +343,8 @@ def reptile_task(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, featur
   items, ratings, mask = merge_support_query(task)
   adapted, frozen = partition(meta["model"], spec.adapt)
   fast, losses = adapt(predict, adapted, frozen, features, task.user, items, ratings, mask,
-                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.schedule.remat, unroll=spec.schedule.unroll,
-                       loss_fn=spec.loss_fn)
+                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.schedule.remat,
+                       unroll=spec.schedule.unroll, loss_fn=spec.loss_fn)
   before = losses[0] if spec.inner_steps else set_loss(
       predict, meta["model"], features, task.user, items, ratings, mask, support=(items, ratings, mask), loo=True,
       loss_fn=spec.loss_fn)
@@ -362,8 +362,8 @@ def _reptile_delta(spec: LearnerSpec, predict: PredictFn, meta: MetaParams, feat
     adapted, rows = local.gather(adapted), local.rows
     features, user, (items,) = local.features, local.user, local.item_groups
   fast, losses = adapt(predict, adapted, frozen, features, user, items, ratings, mask,
-                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.schedule.remat, unroll=spec.schedule.unroll,
-                       loss_fn=spec.loss_fn)
+                       spec.inner_lr, spec.inner_steps, first_order=True, remat=spec.schedule.remat,
+                       unroll=spec.schedule.unroll, loss_fn=spec.loss_fn)
   before = losses[0] if spec.inner_steps else set_loss(
       predict, merge(adapted, frozen), features, user, items, ratings, mask, support=(items, ratings, mask),
       loo=True, loss_fn=spec.loss_fn)

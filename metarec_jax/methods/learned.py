@@ -1,4 +1,4 @@
-"""Methods with a model: building it from the config, training it through the shared loop, `FittedModel`, `MetaLearner`."""
+"""Methods with a model: the model and learner from a config, training through the shared loop, `MetaLearner`."""
 
 from __future__ import annotations
 

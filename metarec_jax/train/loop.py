@@ -28,6 +28,9 @@ from tqdm.auto import tqdm
 from metarec_jax.meta.step import MetaTrainState, replicate
 
 
+_copy = jax.jit(lambda tree: jax.tree_util.tree_map(jnp.copy, tree))  # one compile per param shape
+
+
 class NonFiniteError(FloatingPointError):
   """A training metric became NaN or infinite."""
 
@@ -112,7 +115,7 @@ def train_loop(name: str, seed: int, state: MetaTrainState, step_fn: Callable, t
   s = settings
   names = list(sets)
   main_set = names[0]
-  copy = jax.jit(lambda tree: jax.tree_util.tree_map(jnp.copy, tree))
+  copy = _copy
   first = copy(state.params)
   best = {k: first for k in names}
   best_val = {k: float("inf") for k in names}
