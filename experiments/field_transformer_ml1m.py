@@ -21,7 +21,11 @@ extractor meta-trained in the outer loop); only the extractor differs:
   (4 heads), the [CLS] token as the feature vector (``SIZES["small"]``);
 * ``melu_plus_ft`` (not in ``methods``; add it with ``--set methods=...``):
   the residual configuration of `melu_ml1m.py` (item id, item statistics,
-  support-set vector, item-cold simulation) with the transformer extractor.
+  support-set vector, item-cold simulation) with the transformer extractor;
+* ``melu1_ft_student`` (not in ``methods``): `students/small_fields.py`
+  distilled from ``melu1_ft`` (300 steps) as a method of the run, with its
+  own rows; ``metarec distill`` (README, "Distillation for serving") reports
+  the same student with feature errors and latencies.
 
 Larger towers (``--set model.transformer.size=large``, ``xl`` ~300M params per
 tower) are for accelerators: add ``model.dtype=bfloat16`` and
@@ -37,6 +41,7 @@ melu_ml1m = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(melu_ml1m)
 
 TRANSFORMER = ("model.extractor=transformer", "model.transformer.size=small")
+STUDENT = str(pathlib.Path(__file__).with_name("students") / "small_fields.py")
 
 
 def get_config():
@@ -46,4 +51,6 @@ def get_config():
   c.methods = ("item_mean_user_bias", "melu1", "melu1_ft")
   c.variants.melu1_ft = c.variants.melu1 + TRANSFORMER
   c.variants.melu_plus_ft = c.variants.melu_plus + TRANSFORMER
+  c.variants.melu1_ft_student = {"base": "distill",
+                                 "distill": {"teacher": "melu1_ft", "student": STUDENT, "steps": 300}}
   return c
