@@ -9,7 +9,7 @@ one code path with different regular expressions.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any
 
 import flax.traverse_util
 import jax

@@ -76,7 +76,7 @@ class Method:
 
   Subclasses set the class attributes and implement `fit`; register them
   with `methods.register_method`. The registry builds a method from its
-  name and the run config: ``cls(name, config, variant_keys=..., learner=...)``.
+  name and the run config: ``cls(name, config, variant_keys=...)``.
 
   Class attributes:
     servable: the fitted method has a model that serves new users.
@@ -99,11 +99,9 @@ class Method:
   feedbacks: ClassVar[tuple[str, ...]] = ("rating", "implicit")
   noun: ClassVar[str] = "method"
 
-  def __init__(self, name: str, config: ml_collections.ConfigDict, *, variant_keys: frozenset[str] = frozenset(),
-               learner: str | None = None):
+  def __init__(self, name: str, config: ml_collections.ConfigDict, *, variant_keys: frozenset[str] = frozenset()):
     self.name = name
     self.variant_keys = frozenset(variant_keys)
-    self.learner = learner
     fixed = self.fixed()
     self.config = cfg_lib.set_values(config, fixed, f"method {name}") if fixed else config
 

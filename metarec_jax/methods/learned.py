@@ -314,6 +314,11 @@ class MetaLearner(LearnedMethod):
   learner its ``meta.learner`` names) or a variant whose base is a learner.
   """
 
+  def __init__(self, name: str, config: ml_collections.ConfigDict, *, variant_keys: frozenset[str] = frozenset(),
+               learner: str | None = None):
+    self.learner = learner  # the learner it fixes (None: the one its config's meta.learner names)
+    super().__init__(name, config, variant_keys=variant_keys)
+
   def fixed(self) -> dict[str, Any]:
     return {"meta.learner": self.learner} if self.learner else {}
 
