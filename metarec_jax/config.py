@@ -145,6 +145,14 @@ def default_config() -> ml_collections.ConfigDict:
   c.distill.steps = 500              # optimiser steps of the student
   c.distill.lr = 3e-3                # Adam rate of the student
   c.distill.pred_weight = 1.0        # weight of the adapted-prediction loss beside the feature loss
+
+  # Each registered method's own block (`Method.config_blocks`), e.g. c.tanp for TaNP: its defaults
+  # live beside the method, and only the methods that declare a block read its keys.
+  from metarec_jax.methods.registry import config_blocks
+  for block, values in config_blocks().items():
+    if block in c:
+      raise ConfigError(f"a method's config block {block!r} clashes with a built-in key; rename the block")
+    c[block] = ml_collections.ConfigDict(values)
   return c
 
 

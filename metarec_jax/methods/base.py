@@ -86,6 +86,10 @@ class Method:
       although they match ``reads``.
     feedbacks: the ``data.feedback`` values it supports.
     noun: what messages call it (``method``, ``baseline``).
+    config_blocks: the method's own config blocks with their defaults
+      (``{"tanp": {"z_dim": 32, ...}}``); `config.default_config` holds
+      the blocks of every registered method, and a key under a block is
+      read only by the methods that declare it.
 
   Attributes:
     name: the row label.
@@ -98,6 +102,7 @@ class Method:
   ignored: ClassVar[tuple[str, ...]] = ()
   feedbacks: ClassVar[tuple[str, ...]] = ("rating", "implicit")
   noun: ClassVar[str] = "method"
+  config_blocks: ClassVar[dict[str, dict[str, Any]]] = {}
 
   def __init__(self, name: str, config: ml_collections.ConfigDict, *, variant_keys: frozenset[str] = frozenset()):
     self.name = name
@@ -123,6 +128,10 @@ class Method:
     """Whether the method's results can depend on config key ``key``."""
     if key in RUN_KEYS or key.startswith(RUN_KEYS):
       return True
+    from metarec_jax.methods.registry import BLOCKS
+    block = key.split(".", 1)[0]
+    if block in BLOCKS:  # a method's own block: read by the methods that declare it only
+      return block in self.config_blocks
     if any(key == i or (i.endswith(".") and key.startswith(i)) for i in self.ignored):
       return False
     return any(key.startswith(p) for p in self.reads)

@@ -249,21 +249,51 @@ def validator(predictor: Callable, prep: Prepared, features: Features, lr: float
   return validate
 
 
-def train_model(config: ml_collections.ConfigDict, ctx: FitContext, owner: str) -> Trained:
+@dataclasses.dataclass(frozen=True)
+class ModelParts:
+  """What `train_model` trains: a model, its predict function, how to initialise it, and the learner.
+
+  Attributes:
+    model: the Flax model (`RecModel`, or any model with ``user_specs``,
+      ``item_side`` and ``embed`` that serving reads).
+    predict: the engine's predict function of the model.
+    init: ``(features, key) -> model params``.
+    spec: the learner that trains it.
+  """
+
+  model: Any
+  predict: PredictFn
+  init: Callable[[Features, jax.Array], Any]
+  spec: LearnerSpec
+
+
+def score_offset(prep: Prepared) -> float:
+  """The initial global bias of a model: the mean training rating (0 for implicit feedback: logits)."""
+  return 0.0 if prep.implicit else prep.stats.mean
+
+
+def default_parts(config: ml_collections.ConfigDict, prep: Prepared) -> ModelParts:
+  """The `RecModel` of ``config.model`` with the learner of ``config.meta``."""
+  model = build_model(config, prep.data, score_offset(prep))
+  return ModelParts(model, predict_of(config, model), lambda features, key: init_params(model, features, key),
+                    spec_of(config))
+
+
+def train_model(config: ml_collections.ConfigDict, ctx: FitContext, owner: str,
+                parts: ModelParts | None = None) -> Trained:
   """Meta-trains the model and learner of ``config`` with validation selection (`train.loop`).
 
   Args:
     config: the method's config.
     ctx: the seed's fitting context (data, run folder, resume).
     owner: the checkpoint's name; it also names the PRNG stream.
+    parts: the model and learner (default: `default_parts` of ``config``).
   """
   prep, t = ctx.prep, config.train
-  spec = spec_of(config)
-  offset = 0.0 if prep.implicit else prep.stats.mean  # implicit scores are logits
-  model = build_model(config, prep.data, offset)
-  predict = predict_of(config, model)
+  parts = parts or default_parts(config, prep)
+  model, predict, spec = parts.model, parts.predict, parts.spec
   k_init, k_run = jax.random.split(method_key(ctx.seed, owner))
-  params = init_meta_params(spec, init_params(model, prep.features, k_init))
+  params = init_meta_params(spec, parts.init(prep.features, k_init))
   optimizer = make_optimizer(config.optimizer.name, config.optimizer.lr, config.optimizer.clip_norm,
                              config.optimizer.weight_decay)
   if config.model.freeze:
@@ -302,9 +332,14 @@ class LearnedMethod(Method):
     super().validate(problems)
     check_model_config(self.name, self.config, problems)
 
+  def parts(self, prep: Prepared) -> ModelParts:
+    """The model and learner the method trains (default: the `RecModel` and learner of its config)."""
+    return default_parts(self.config, prep)
+
   def train(self, ctx: FitContext) -> Trained:
     """Trains (or restores) the method's model, once per checkpoint and seed."""
-    return ctx.trained(self.checkpoint, self.config, lambda: train_model(self.config, ctx, self.checkpoint))
+    return ctx.trained(self.checkpoint, self.config,
+                       lambda: train_model(self.config, ctx, self.checkpoint, self.parts(ctx.prep)))
 
 
 class MetaLearner(LearnedMethod):

@@ -34,6 +34,8 @@ from metarec_jax.methods.base import Method
 from metarec_jax.pyfile import origin
 
 METHODS: dict[str, type[Method]] = {}
+# Config blocks of the registered methods (block name -> defaults); `config.default_config` adds them.
+BLOCKS: dict[str, dict] = {}
 
 
 def register_method(name: str, cls: type[Method] | None = None):
@@ -52,9 +54,21 @@ def register_method(name: str, cls: type[Method] | None = None):
     if old is not None and (old.__module__, old.__qualname__) != (c.__module__, c.__qualname__):
       raise ValueError(f"method {name!r} is already registered ({old.__module__}.{old.__qualname__}); "
                        "choose another name")
+    for block, values in c.config_blocks.items():
+      taken = BLOCKS.get(block)
+      if taken is not None and taken != values:
+        raise ValueError(f"method {name!r}: config block {block!r} is declared by another method with other "
+                         f"defaults ({taken}); share the same defaults or choose another block name")
+      BLOCKS[block] = dict(values)
     METHODS[name] = c
     return c
   return add(cls) if cls is not None else add
+
+
+def config_blocks() -> dict[str, dict]:
+  """The config blocks of every registered method (the built-in ones are imported first)."""
+  import metarec_jax.methods  # noqa: F401  (the built-in registrations)
+  return {block: dict(values) for block, values in BLOCKS.items()}
 
 
 def known_methods(config: ml_collections.ConfigDict) -> list[str]:
