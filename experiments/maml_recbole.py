@@ -24,7 +24,11 @@ from metarec_jax import default_config
 def get_config():
   c = default_config()
   c.name = "maml_recbole"
-  c.methods = ("global_mean", "item_mean_user_bias", "pooled", "pooled_finetune", "maml", "melu")
+  # melu_plus / melu_ridge: the framework's named presets (metarec_jax/methods/presets.py), the strong
+  # configuration on any data set: residual over item mean + user bias, item id and statistics,
+  # a support-set user vector (+ a closed-form ridge user vector).
+  c.methods = ("global_mean", "item_mean_user_bias", "pooled", "pooled_finetune", "maml", "melu", "melu_plus",
+               "melu_ridge")
   c.data.name = "recbole"
   c.data.path = ""                    # give it: --set data.path=DIR
   c.data.protocol = "random_users"

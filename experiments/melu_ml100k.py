@@ -19,7 +19,8 @@ Expected:  user-cold MAE, mean ± std over seeds 0-2 (58 test users per seed):
            item_mean_user_bias 0.7826 ± 0.0417, melu1 0.8537 ± 0.0349,
            maml 0.8390 ± 0.0473, melu_plus 0.7775 ± 0.0417, melu_ridge
            0.7653 ± 0.0408 (the best; every other learner is in README
-           "Reproducing MeLU"). Seeds differ by ±0.04: only the baseline family
+           "Reproducing MeLU"). melu_plus and melu_ridge are the named presets
+           every experiment may list (metarec_jax/methods/presets.py). Seeds differ by ±0.04: only the baseline family
            vs. the plain learners is clear.
 """
 
@@ -61,7 +62,6 @@ def get_config():
   c.variants.melu5 = ("meta.learner=melu", "meta.inner_steps=5")
   c.variants.maml_relation = ("meta.learner=maml", "model.head=relation", "model.user_mlp=64",
                               "model.item_mlp=64")
-  c.variants.melu_plus = ("meta.learner=melu", "model.residual=true", "model.item_id=true",
-                          "model.item_stats=true", "model.support_vector=true")
-  c.variants.melu_ridge = c.variants.melu_plus + ("model.ridge_dim=16",)  # + closed-form ridge user vector
+  # melu_plus and melu_ridge are the framework's named presets (metarec_jax/methods/presets.py): residual
+  # over item mean + user bias, item id and statistics, support-set user vector (+ ridge user vector).
   return c

@@ -396,8 +396,12 @@ def apply_variant(config: ml_collections.ConfigDict, name: str
 def canonical(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """``config`` with every function variant written out as the nested dict of what it changes.
 
-  config.json then holds data only, and a resumed run compares equal.
+  The named presets the run's methods use (`methods.presets`) are written
+  in as variants, so config.json records what they were. config.json then
+  holds data only, and a resumed run compares equal.
   """
+  from metarec_jax.methods.presets import with_presets
+  config = with_presets(config)
   if not any(callable(v) for v in config.variants.values()):
     return config
   out = ml_collections.ConfigDict(config.to_dict())

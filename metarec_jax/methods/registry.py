@@ -2,9 +2,10 @@
 
 A name in ``config.methods`` resolves, in this order, to
 
-1. a variant (``config.variants[name]``): its base method (``base=NAME``) or,
-   without one, the learner its config's ``meta.learner`` names, with the
-   variant's changes applied;
+1. a variant (``config.variants[name]``, or else a named preset of
+   `methods.presets`: ``melu_plus``, ``melu_ridge``, ...): its base method
+   (``base=NAME``) or, without one, the learner its config's
+   ``meta.learner`` names, with the variant's changes applied;
 2. a registered method type (`register_method`): the baselines, ``pooled``,
    ``pooled_finetune``, ``distill`` and yours;
 3. a learner of the engine's table (`meta.learners.LEARNERS`, including
@@ -31,6 +32,7 @@ import ml_collections
 from metarec_jax import config as cfg_lib
 from metarec_jax.meta.learners import LEARNERS
 from metarec_jax.methods.base import Method
+from metarec_jax.methods.presets import PRESETS, with_presets
 from metarec_jax.pyfile import origin
 
 METHODS: dict[str, type[Method]] = {}
@@ -73,7 +75,7 @@ def config_blocks() -> dict[str, dict]:
 
 def known_methods(config: ml_collections.ConfigDict) -> list[str]:
   """Every name ``config.methods`` may list."""
-  return sorted(set(METHODS) | set(LEARNERS) | set(config.variants.keys()))
+  return sorted(set(METHODS) | set(LEARNERS) | set(PRESETS) | set(config.variants.keys()))
 
 
 def resolve(name: str, config: ml_collections.ConfigDict) -> Method:
@@ -84,6 +86,7 @@ def resolve(name: str, config: ml_collections.ConfigDict) -> Method:
       malformed variant.
   """
   base, mc, keys = None, config, frozenset()
+  config = with_presets(config, [name])
   if name in config.variants:
     base, mc, keys = cfg_lib.apply_variant(config, name)
     kind = base or mc.meta.learner
