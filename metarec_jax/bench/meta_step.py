@@ -124,7 +124,8 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
       "tasks_per_s": spec.tasks / jax_s,
       "compile_s": step.compile_s,
       "gflops_per_s": gflops,
-      "workload": {**spec.describe(), "params": workload.num_params(), "uses_factored": uses_factored},
+      "workload": {**spec.describe(), "params": workload.num_params(), "uses_factored": uses_factored,
+                   "method": workload.method},
       "step_ms": jax_s * 1e3,
       "flops_per_step": step.flops,
       "flops_method": step.flops_method,
@@ -164,7 +165,8 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
 def summary(result: dict[str, Any]) -> str:
   """A few human-readable lines of a `bench_meta_step` result."""
   w = result["workload"]
-  lines = [f"meta-step: {w['learner']} on the decision layers, {w['tasks']} tasks x ({w['support']} support + "
+  what = "its own model" if w.get("method") else "the decision layers"
+  lines = [f"meta-step: {w['learner']} on {what}, {w['tasks']} tasks x ({w['support']} support + "
            f"{w['query']} query), {w['inner_steps']} inner step(s), {w['features']}-wide features, "
            f"{w['params']:,} params"]
   flops = result["gflops_per_s"]

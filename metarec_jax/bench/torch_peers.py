@@ -57,6 +57,8 @@ def require_torch() -> None:
 def supported(workload: Workload) -> str | None:
   """None when the peers implement the workload's learner, else the reason they do not."""
   spec = workload.learner
+  if workload.method is not None:
+    return f"the PyTorch peers implement MeLU's model with MAML-kind learners, not the method {workload.method!r}"
   if spec.kind != "maml":
     return f"the PyTorch peers implement MAML-kind learners, not {spec.name!r} ({spec.kind})"
   return None

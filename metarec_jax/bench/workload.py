@@ -14,6 +14,7 @@ The model is the engine's `RecModel` and the step the engine's
 from __future__ import annotations
 
 import dataclasses
+import types
 from typing import Any
 
 import jax
@@ -23,7 +24,7 @@ from metarec_jax.data.interactions import FeatureTable, FieldSpec
 from metarec_jax.data.tasks import Features, TaskBatch, TaskSet, features_from_tables, sample_batch
 from metarec_jax.meta.factored import use_factored
 from metarec_jax.meta.inner import partition
-from metarec_jax.meta.learners import LearnerSpec, init_meta_params, learner_spec
+from metarec_jax.meta.learners import LEARNERS, LearnerSpec, init_meta_params, learner_spec
 from metarec_jax.models.model import RecModel, init_params, make_predict
 from metarec_jax.types import MetaParams, PredictFn
 
@@ -65,7 +66,9 @@ class WorkloadSpec:
     support: support ratings per task.
     query: query ratings per task.
     inner_steps: inner SGD steps.
-    learner: engine learner name (adapting the decision layers, as MeLU does).
+    learner: engine learner name (adapting the decision layers, as MeLU does),
+      or a registered method with a model of its own (``tanp``, ``mamo``, ...:
+      its model and learner on the workload's fields, `method_parts`).
     inner_lr: inner SGD rate (MeLU's local rate).
     outer_lr: Adam rate (MeLU's global rate).
     embed_dim: embedding width per field.
@@ -126,6 +129,7 @@ class Workload:
   features: Features
   tasks: TaskSet
   meta: MetaParams
+  method: str | None = None  # a registered method whose own model the step trains (None: an engine learner)
 
   def batch(self, key: jax.Array | int = 0) -> TaskBatch:
     """A task batch drawn as the engine's step draws it."""
@@ -172,7 +176,8 @@ def make_workload(spec: WorkloadSpec = WorkloadSpec()) -> Workload:
   """Builds the model, device-resident tables and tasks, and initial meta params.
 
   The learner adapts the decision layers (``adapt="head"``), second order
-  unless the learner is first order (``fomaml``, ``reptile``).
+  unless the learner is first order (``fomaml``, ``reptile``). A method with
+  a model of its own trains that model with its own learner (`method_parts`).
   """
   rng = np.random.default_rng(spec.seed)
   users = random_table(spec.user_fields, spec.num_users, rng)
@@ -180,6 +185,11 @@ def make_workload(spec: WorkloadSpec = WorkloadSpec()) -> Workload:
   features = features_from_tables(users, items)
   pool = spec.pool or max(2 * spec.tasks, 64)
   tasks = jax.device_put(random_tasks(pool, spec.support + spec.query, spec.num_users, spec.num_items, rng))
+  if spec.learner not in LEARNERS:  # a method that trains its own model (TaNP, MAMO, ...)
+    parts = method_parts(spec, users, items)
+    return Workload(spec, parts.spec, parts.model, parts.predict, features, tasks,
+                    init_meta_params(parts.spec, parts.init(features, jax.random.PRNGKey(spec.seed))),
+                    method=spec.learner)
   model = RecModel(user_specs=users.specs, item_specs=items.specs, embed_dim=spec.embed_dim,
                    head="mlp", head_hidden=tuple(spec.head_hidden), offset=3.5)
   learner = learner_spec(spec.learner, inner_lr=spec.inner_lr, inner_steps=spec.inner_steps, adapt="head",
@@ -187,3 +197,32 @@ def make_workload(spec: WorkloadSpec = WorkloadSpec()) -> Workload:
   params = init_params(model, features, jax.random.PRNGKey(spec.seed))
   return Workload(spec, learner, model, make_predict(model), features, tasks,
                   init_meta_params(learner, params))
+
+
+def method_parts(spec: WorkloadSpec, users: FeatureTable, items: FeatureTable):
+  """The model and learner a registered learned method trains, on the workload's fields and sizes.
+
+  The method is resolved from the default config with the workload's
+  embedding width, decision layers and inner loop; it sees a data set with
+  the workload's tables and a mean rating of 3.5.
+
+  Raises:
+    ValueError: ``spec.learner`` names neither a learner nor a method that trains a model.
+  """
+  from metarec_jax.config import ConfigError, default_config
+  from metarec_jax.methods import LearnedMethod, MetaLearner, resolve
+  c = default_config()
+  c.model.embed_dim = spec.embed_dim
+  c.model.head_hidden = tuple(spec.head_hidden)
+  c.meta.inner_lr = spec.inner_lr
+  c.meta.inner_steps = spec.inner_steps
+  try:
+    method = resolve(spec.learner, c)
+  except ConfigError as e:
+    raise ValueError(f"--learner {spec.learner!r}: {e}") from None
+  if not isinstance(method, LearnedMethod) or isinstance(method, MetaLearner):
+    raise ValueError(f"--learner {spec.learner!r} is not a method with a model of its own; benchmark an engine "
+                     f"learner ({sorted(LEARNERS)}) or a learned method such as tanp")
+  data = types.SimpleNamespace(users=users, items=items, num_users=spec.num_users, num_items=spec.num_items)
+  prep = types.SimpleNamespace(data=data, implicit=False, stats=types.SimpleNamespace(mean=3.5))
+  return method.parts(prep)

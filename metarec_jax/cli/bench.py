@@ -75,8 +75,9 @@ def add(sub: argparse._SubParsersAction) -> None:
   ms.add_argument("--support", type=int, default=20, help="support ratings per task (default 20)")
   ms.add_argument("--query", type=int, default=10, help="query ratings per task (default 10)")
   ms.add_argument("--inner-steps", type=int, default=1, help="inner SGD steps (default 1)")
-  ms.add_argument("--learner", default="maml", choices=sorted(LEARNERS),
-                  help="engine learner, adapting the decision layers (default maml)")
+  ms.add_argument("--learner", default="maml",
+                  help=f"engine learner adapting the decision layers ({', '.join(sorted(LEARNERS))}), or a "
+                  "method with a model of its own (e.g. tanp, cmml, coldnas, lwa, nlba, mamo) (default maml)")
   ms.add_argument("--json", metavar="FILE", help="also write the result to FILE")
   ms.add_argument("--repeats", type=int, default=5, help="timed repeats per framework (default 5)")
   ms.add_argument("--no-peers", action="store_true", help="do not run the PyTorch peers")
