@@ -9,13 +9,20 @@ Protocol:  `random_users` (RecBole-MetaRec's): users with 13..100 ratings are
            random ratings, support = the rest (up to 90). Every field of the
            .user / .item files is a feature (token -> categorical, token_seq ->
            multi-hot, float -> dense); name some with --set model.user_fields=...
-Runtime:   about 2 min 45 s on a 2-core CPU for RecBole's ml-100k (6 methods, 1 seed,
-           1,000 steps each; measured 2:43 wall, 0.91 GB peak memory).
-Expected:  RecBole's ml-100k, seed 0: 466 meta-training, 58 validation and 58
-           test users. user_cold MAE (nDCG@3): maml 0.797 (0.751), melu 0.805
-           (0.730), item_mean_user_bias 0.813 (0.728), pooled_finetune 0.824
-           (0.712), pooled 0.888 (0.705), global_mean 0.977 (0.548). With 58
-           test users, run --seeds 3 or more before reading differences of 0.01.
+Runtime:   34 min 41 s wall for 3 seeds of the 8 methods below on the 2-core CPU while six
+           other jobs ran beside it (load average 12); about 2 min 45 s a seed for the first six
+           methods on an idle machine.
+Expected:  RecBole's ml-100k, 466 meta-training, 58 validation and 58 test users per seed.
+           user_cold MAE (nDCG@3), mean ± sample std over seeds 0-2:
+             melu_ridge           0.7684 ± 0.0511 (0.7266)   <- the preset, best
+             melu_plus            0.7783 ± 0.0369 (0.7099)   <- the preset
+             item_mean_user_bias  0.7826 ± 0.0511 (0.7131)
+             maml                 0.7842 ± 0.0333 (0.7151)
+             melu                 0.7907 ± 0.0390 (0.7048)
+             pooled_finetune      0.7971 ± 0.0350 (0.6822)
+             pooled               0.8523 ± 0.0457 (0.6882)
+             global_mean          0.9113 ± 0.0753 (0.5735)
+           With 58 test users the seeds differ by ±0.04: read differences below that as ties.
 """
 
 from metarec_jax import default_config
