@@ -16,13 +16,15 @@ import ml_collections
 from metarec_jax.data.implicit import FEEDBACKS
 from metarec_jax.data.negatives import CANDIDATES, SAMPLINGS, candidate_modes
 from metarec_jax.data.splits import SCENARIOS
-from metarec_jax.eval.metrics import METRICS, check_metric_names
+from metarec_jax.eval.evidence import EVIDENCE_LOSSES, SUPPORT_CHOICES
+from metarec_jax.eval.metrics import METRICS, NDCG_FAMILIES, check_metric_names
 from metarec_jax.eval.ranking import RANKING_METRICS, check_ranking_metric_names
 from metarec_jax.pyfile import PyFileError, load_file
 
 
 # Keys `metarec eval WORKDIR --set` may change: they alter what is scored, not what was trained.
-EVAL_ONLY_KEYS = ("eval.support_sizes", "eval.metrics", "eval.tasks_per_chunk", "eval.train_users")
+EVAL_ONLY_KEYS = ("eval.support_sizes", "eval.metrics", "eval.tasks_per_chunk", "eval.train_users",
+                  "eval.support_choice", "eval.evidence_loss")
 
 
 class ConfigError(ValueError):
@@ -126,6 +128,11 @@ def default_config() -> ml_collections.ConfigDict:
   # users; "per_scenario" holds out a seeded share of each scenario's users
   # (removed from its test set) and selects that scenario's model on them.
   c.eval.support_sizes = ()          # e.g. (1, 3, 5, 10, 20): also score with exactly K support ratings
+  # Which K of a test user's non-query ratings the support-size curve adapts on (`eval.evidence`):
+  # random (as before) | popularity (most-rated in training) | evidence (MeLU §3.3: gradient norm x popularity);
+  # one curve per choice, e.g. ("random", "popularity", "evidence"). Baselines without a model get no evidence rows.
+  c.eval.support_choice = ("random",)
+  c.eval.evidence_loss = "unit"      # evidence's per-rating loss: unit (MeLU's code: loss / its value) | plain
   c.eval.selection = "warm"
   c.eval.train_users = False         # also score the meta-training users (table "warm:train_users"): the warm
                                      # measurement of reproductions that test on training users; not held out
@@ -433,8 +440,9 @@ def _check_feedback(config: ml_collections.ConfigDict, problems: list[str]) -> N
                     f"{d.negatives_per_positive}")
   if e.num_negatives < 1:
     problems.append(f"eval.num_negatives must be >= 1, got {e.num_negatives}")
-  if set(e.metrics) & {"mae", "rmse"}:
-    problems.append(f"eval.metrics: {tuple(e.metrics)} are rating metrics; with data.feedback=implicit "
+  rating_only = [m for m in e.metrics if m in ("mae", "rmse") or m.split("@")[0] in NDCG_FAMILIES[1:]]
+  if rating_only:  # ndcg@K is a ranking metric too; the published rating-nDCG variants are not
+    problems.append(f"eval.metrics: {tuple(rating_only)} are rating metrics; with data.feedback=implicit "
                     f"use e.g. --set eval.metrics={','.join(RANKING_METRICS)}")
   else:
     try:
@@ -478,6 +486,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     problems.append("eval.finetune_lrs must be non-empty and >= 0; eval.finetune_steps non-empty")
   if any(k < 1 for k in e.support_sizes):
     problems.append(f"eval.support_sizes must be >= 1, got {e.support_sizes}")
+  choices = (e.support_choice,) if isinstance(e.support_choice, str) else tuple(e.support_choice)
+  if not choices or any(c not in SUPPORT_CHOICES for c in choices) or len(set(choices)) != len(choices):
+    problems.append(f"eval.support_choice must be distinct values of {SUPPORT_CHOICES}, got {e.support_choice!r}")
+  elif choices != ("random",) and not e.support_sizes:
+    problems.append(f"eval.support_choice={','.join(choices)} chooses the support sets of the support-size "
+                    "curve: set eval.support_sizes too (e.g. 1,3,5,10)")
+  if e.evidence_loss not in EVIDENCE_LOSSES:
+    problems.append(f"eval.evidence_loss must be one of {EVIDENCE_LOSSES}, got {e.evidence_loss!r}")
   if e.selection not in ("warm", "per_scenario"):
     problems.append(f"eval.selection must be warm or per_scenario, got {e.selection!r}")
   if not 0 < e.scenario_valid_share < 1:

@@ -10,7 +10,9 @@ with different settings gets one row per setting, labelled with the keys
 that differ; the same method, seed and settings in two folders is counted
 once. Plots (PNG, matplotlib): MAE by scenario and method, and — when the runs
 measured it (``eval.support_sizes``) — MAE against the number of support
-ratings per method, one panel per scenario.
+ratings per method, one panel per scenario, and one table per scenario and
+way of choosing the support ratings (``eval.support_choice``: random,
+popularity, evidence; rows without a choice are random).
 """
 
 from __future__ import annotations
@@ -237,15 +239,21 @@ def plot_support_curve(results: dict, path: pathlib.Path) -> None:
   curve = results["support_curve"]
   scenarios = list(dict.fromkeys(r["scenario"] for r in curve))
   methods = list(dict.fromkeys(r["method"] for r in curve))
+  choices = support_choices(curve)
+  styles = dict(zip(choices, ("-", "--", ":", "-.")))
+  colours = plt.get_cmap("tab20" if len(methods) > 10 else "tab10")  # one colour per method, a style per choice
   fig, axes = plt.subplots(1, len(scenarios), figsize=(4 * len(scenarios), 3.5), squeeze=False)
   for ax, s in zip(axes[0], scenarios):
-    for m in methods:
-      pts = defaultdict(list)
-      for r in curve:
-        if r["scenario"] == s and r["method"] == m:
-          pts[r["support"]].append(r["mae"])
-      ks = sorted(pts)
-      ax.plot(ks, [np.mean(pts[k]) for k in ks], marker="o", label=m)
+    for i, m in enumerate(methods):
+      for c in choices:
+        pts = defaultdict(list)
+        for r in curve:
+          if r["scenario"] == s and r["method"] == m and choice_of(r) == c:
+            pts[r["support"]].append(r["mae"])
+        ks = sorted(pts)
+        if ks:
+          ax.plot(ks, [np.mean(pts[k]) for k in ks], marker="o", linestyle=styles.get(c, "-"),
+                  color=colours(i % colours.N), label=m if choices == [RANDOM_CHOICE] else f"{m} ({c})")
     ax.set_xscale("log")
     ax.set_xlabel("support ratings per user")
     ax.set_title(s)
@@ -256,21 +264,42 @@ def plot_support_curve(results: dict, path: pathlib.Path) -> None:
   plt.close(fig)
 
 
+RANDOM_CHOICE = "random"  # support-curve rows without a "choice" key (every run before eval.support_choice)
+
+
+def choice_of(row: dict) -> str:
+  """How a support-curve row's support sets were chosen (``eval.support_choice``; no key: ``random``)."""
+  return row.get("choice", RANDOM_CHOICE)
+
+
+def support_choices(curve: list[dict]) -> list[str]:
+  """The support choices of the curve's rows, in first-seen order."""
+  return list(dict.fromkeys(choice_of(r) for r in curve))
+
+
 def support_curve_table(results: dict) -> str:
-  """Markdown: MAE (mean over seeds) per method and support size, one table per scenario."""
+  """Markdown: MAE (mean over seeds) per method and support size, one table per support choice and scenario.
+
+  With only random support sets (``eval.support_choice=random``, and every
+  run before it) the tables are as they always were.
+  """
   curve = results["support_curve"]
+  choices = support_choices(curve)
   out = []
-  for s in dict.fromkeys(r["scenario"] for r in curve):
-    ks = sorted({r["support"] for r in curve if r["scenario"] == s})
-    out.append(f"\n### MAE by support size: {s}\n")
-    out.append("| method | " + " | ".join(f"K={k}" for k in ks) + " |")
-    out.append("|---|" + "---|" * len(ks))
-    for m in dict.fromkeys(r["method"] for r in curve):
-      cells = []
-      for k in ks:
-        v = [r["mae"] for r in curve if r["scenario"] == s and r["method"] == m and r["support"] == k]
-        cells.append(f"{np.mean(v):.4f}" if v else "")
-      out.append(f"| {m} | " + " | ".join(cells) + " |")
+  for c in choices:
+    rows = [r for r in curve if choice_of(r) == c]
+    for s in dict.fromkeys(r["scenario"] for r in rows):
+      ks = sorted({r["support"] for r in rows if r["scenario"] == s})
+      what = "" if choices == [RANDOM_CHOICE] else f", support chosen by {c}"
+      out.append(f"\n### MAE by support size: {s}{what}\n")
+      out.append("| method | " + " | ".join(f"K={k}" for k in ks) + " |")
+      out.append("|---|" + "---|" * len(ks))
+      for m in dict.fromkeys(r["method"] for r in rows):
+        cells = []
+        for k in ks:
+          v = [r["mae"] for r in rows if r["scenario"] == s and r["method"] == m and r["support"] == k]
+          cells.append(f"{np.mean(v):.4f}" if v else "")
+        out.append(f"| {m} | " + " | ".join(cells) + " |")
   return "\n".join(out) + "\n"
 
 

@@ -105,15 +105,26 @@ def evaluate_scenarios(fitted, prep, metrics) -> dict[str, dict[str, float]]:
 
 
 def support_curve(fitted, prep, config, seed: int) -> list[dict]:
-  """Metrics when each test user gives exactly K support ratings (``eval.support_sizes``; same query sets)."""
-  from metarec_jax.data.tasks import split_tasks
+  """Metrics when each test user gives exactly K support ratings (``eval.support_sizes``; same query sets).
+
+  Per choice of ``eval.support_choice`` (`eval.evidence`): ``random`` K of
+  the user's non-query ratings (rows without a ``choice`` key, as before),
+  or the K whose items score highest (rows with ``"choice": "popularity"`` or
+  ``"evidence"``). Methods without a model get no ``evidence`` rows.
+  """
+  from metarec_jax.eval.evidence import RANDOM, SupportChooser
+  chooser = SupportChooser(fitted, prep, config.data.query_size, config.eval.evidence_loss)
   rows = []
-  for k in config.eval.support_sizes:
-    for scenario, tasks in prep.test_tasks.items():
-      batch = split_tasks(tasks, prep.eval_key, config.data.query_size, int(k))
-      vals = score(fitted.predictions(prep.selection[scenario])(batch), batch, config.eval.metrics,
-                   prep.data.rating_scale)
-      rows.append({"method": fitted.name, "scenario": scenario, "seed": seed, "support": int(k), **vals})
+  for choice in config.eval.support_choice:
+    for k in config.eval.support_sizes:
+      for scenario in prep.test_tasks:
+        batch = chooser.batch(choice, scenario, int(k))
+        if batch is None:  # evidence of a method without a model
+          continue
+        vals = score(fitted.predictions(prep.selection[scenario])(batch), batch, config.eval.metrics,
+                     prep.data.rating_scale)
+        tag = {} if choice == RANDOM else {"choice": choice}
+        rows.append({"method": fitted.name, "scenario": scenario, "seed": seed, "support": int(k), **tag, **vals})
   return rows
 
 
