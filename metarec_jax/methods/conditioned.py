@@ -78,16 +78,16 @@ class ConditionedMethod(LearnedMethod):
                 user_mlp=rec.user_mlp, item_mlp=rec.item_mlp, extractor=rec.extractor,
                 transformer=rec.transformer, dtype=rec.dtype, offset=score_offset(prep))
 
-  def make_model(self, prep: Prepared) -> ConditionedModel:
-    """The method's model for the seed's data."""
+  def make_model(self, prep: Prepared, **model_kwargs) -> ConditionedModel:
+    """The method's model for the seed's data (``model_kwargs``: choices a subclass passes, e.g. operators)."""
     raise NotImplementedError
 
   def task_loss(self, model: ConditionedModel) -> Callable:
     """The per-task outer loss (default: `task_query_loss`)."""
     return task_query_loss(model)
 
-  def parts(self, prep: Prepared) -> ModelParts:
-    model = self.make_model(prep)
+  def parts(self, prep: Prepared, **model_kwargs) -> ModelParts:
+    model = self.make_model(prep, **model_kwargs)
     spec = learner_spec("maml", inner_lr=0.0, inner_steps=0, **loss_options(self.config))
     spec = dataclasses.replace(spec, name=self.name, task_loss=self.task_loss(model))
     return ModelParts(model, make_conditioned_predict(model), lambda f, k: init_conditioned(model, f, k), spec)

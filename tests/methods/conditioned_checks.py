@@ -49,6 +49,11 @@ class Case:
   meta: dict
   batch: Any
 
+  @functools.cached_property
+  def predict(self) -> Callable:
+    """The method's predict function, jitted (one compile per argument shape; the checks call it often)."""
+    return jax.jit(self.parts.predict, static_argnames=("loo", "capture"))
+
 
 def case(name: str, configure: Callable | None = None) -> Callable[[], Case]:
   """A lazily built, cached `Case` for method ``name`` (``configure(config)`` may change the tiny config)."""
@@ -71,7 +76,7 @@ def case(name: str, configure: Callable | None = None) -> Callable[[], Case]:
 
 
 def scores_are_finite_and_shaped(c: Case) -> None:
-  predict, b = c.parts.predict, row(c.batch, 0)
+  predict, b = c.predict, row(c.batch, 0)
   out = predict(c.meta["model"], c.prep.features, b.user, b.query_items,
                 (b.support_items, b.support_ratings, b.support_mask))
   assert out.shape == b.query_items.shape
@@ -81,10 +86,10 @@ def scores_are_finite_and_shaped(c: Case) -> None:
 def vmapped_equals_loop(c: Case, rtol: float = 1e-4, atol: float = 1e-6) -> None:
   """The engine's vmapped meta-gradient equals the mean of per-task gradients taken one task at a time."""
   spec, predict = c.parts.spec, c.parts.predict
-  loss, grads, _ = meta_gradient(spec, predict, c.meta, c.prep.features, c.batch)
+  loss, grads, _ = jax.jit(lambda m, f, b: meta_gradient(spec, predict, m, f, b))(c.meta, c.prep.features, c.batch)
   n = c.batch.num_tasks
-  one = jax.jit(jax.value_and_grad(lambda m, t: task_loss(spec, predict, m, c.prep.features, t)[0]))
-  per = [one(c.meta, row(c.batch, t)) for t in range(n)]
+  one = jax.jit(jax.value_and_grad(lambda m, f, t: task_loss(spec, predict, m, f, t)[0]))
+  per = [one(c.meta, c.prep.features, row(c.batch, t)) for t in range(n)]
   loop_loss = sum(float(l) for l, _ in per) / n
   loop_grads = jax.tree_util.tree_map(lambda *g: sum(g) / n, *[g for _, g in per])
   np.testing.assert_allclose(float(loss), loop_loss, rtol=rtol, atol=atol)
@@ -105,7 +110,7 @@ def _padded(b, extra: int, key) -> tuple:
 
 def padding_changes_nothing(c: Case, atol: float = 1e-5) -> None:
   """Masked support entries (any item, any rating) change no score; so do masked entries at the end."""
-  predict, b = c.parts.predict, row(c.batch, 1)
+  predict, b = c.predict, row(c.batch, 1)
   params, f = c.meta["model"], c.prep.features
   base = predict(params, f, b.user, b.query_items, (b.support_items, b.support_ratings, b.support_mask))
   padded = predict(params, f, b.user, b.query_items, _padded(b, 7, jax.random.PRNGKey(5)))
@@ -120,7 +125,7 @@ def padding_changes_nothing(c: Case, atol: float = 1e-5) -> None:
 
 def empty_support_gives_the_prior(c: Case, atol: float = 1e-5) -> None:
   """With every support entry masked, the scores are the prior's: the same as with no support at all."""
-  predict, b = c.parts.predict, row(c.batch, 2)
+  predict, b = c.predict, row(c.batch, 2)
   params, f = c.meta["model"], c.prep.features
   prior = predict(params, f, b.user, b.query_items, None)
   masked = predict(params, f, b.user, b.query_items,
@@ -132,7 +137,7 @@ def empty_support_gives_the_prior(c: Case, atol: float = 1e-5) -> None:
 
 def loo_equals_scoring_without_the_item(c: Case, atol: float = 1e-5) -> None:
   """Leave-one-out scores of the support items equal scoring each with its own entry masked."""
-  predict, b = c.parts.predict, row(c.batch, 3)
+  predict, b = c.predict, row(c.batch, 3)
   params, f = c.meta["model"], c.prep.features
   support = (b.support_items, b.support_ratings, b.support_mask)
   loo = predict(params, f, b.user, b.support_items, support, loo=True)
@@ -146,13 +151,15 @@ def training_lowers_the_query_loss(c: Case, steps: int = 40, lr: float = 3e-3) -
   """A short run of the engine's step lowers the mean query loss on a fixed batch; returns (before, after)."""
   spec, predict, f = c.parts.spec, c.parts.predict, c.prep.features
 
-  def query_loss(meta):
+  @jax.jit
+  def query_loss_fn(meta):
     def one(t):
       support = (t.support_items, t.support_ratings, t.support_mask)
       scores, _ = apply_conditioned(c.parts.model, meta["model"], f, t.user, t.query_items, support)
       return spec.loss_fn(scores, t.query_ratings, t.query_mask)
-    return float(jnp.mean(jax.vmap(one)(c.batch)))
+    return jnp.mean(jax.vmap(one)(c.batch))
 
+  query_loss = lambda meta: float(query_loss_fn(meta))
   optimizer = optax.adam(lr)
   step = make_meta_train_step(spec, predict, optimizer, tasks_per_batch=8, query_size=c.config.data.query_size,
                               support_size=c.prep.support_size)
