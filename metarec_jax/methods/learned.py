@@ -259,12 +259,15 @@ class ModelParts:
     predict: the engine's predict function of the model.
     init: ``(features, key) -> model params``.
     spec: the learner that trains it.
+    make_step: builds the train step, with `meta.step.make_meta_train_step`'s
+      signature (None: that function; MAMO passes its step with memory writes).
   """
 
   model: Any
   predict: PredictFn
   init: Callable[[Features, jax.Array], Any]
   spec: LearnerSpec
+  make_step: Callable[..., Callable] | None = None
 
 
 def score_offset(prep: Prepared) -> float:
@@ -305,10 +308,11 @@ def train_model(config: ml_collections.ConfigDict, ctx: FitContext, owner: str,
     share, mu = float(t.item_cold_share), float(prep.stats.mean)
     augment = lambda key, features: hide_items(features, key, share, mu)
   mesh = task_mesh(t.devices) if t.devices != 1 and jax.device_count() > 1 else None
-  step_fn = make_meta_train_step(spec, predict, optimizer, tasks_per_batch=t.tasks_per_batch,
-                                 query_size=config.data.query_size, support_size=prep.support_size,
-                                 tasks_per_chunk=config.meta.tasks_per_chunk, augment=augment, mesh=mesh,
-                                 negatives_per_positive=loss_options(config)["negatives_per_positive"])
+  make_step = parts.make_step or make_meta_train_step
+  step_fn = make_step(spec, predict, optimizer, tasks_per_batch=t.tasks_per_batch,
+                      query_size=config.data.query_size, support_size=prep.support_size,
+                      tasks_per_chunk=config.meta.tasks_per_chunk, augment=augment, mesh=mesh,
+                      negatives_per_positive=loss_options(config)["negatives_per_positive"])
   predictor = make_adapted_predictor(spec, predict)
   sel = train_loop(owner, ctx.seed, state, step_fn, prep.train, prep.features, sets=list(prep.valid_batches),
                    validate=validator(predictor, prep, prep.features, spec.inner_lr, config.eval.tasks_per_chunk),
