@@ -44,3 +44,11 @@ def test_prepares_on_real_data(name, folder, overrides, tasks):
     prep = experiment.prepare(config, 0)
   got = {"train": prep.train.num_tasks, **{s: b.num_tasks for s, b in prep.test_batches.items()}}
   assert got == tasks
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.py")), ids=lambda p: p.name)
+def test_every_experiment_file_loads_validates_and_names_known_methods(path):
+  from metarec_jax.methods import resolve_all
+  config = cfg_lib.load_experiment(path)
+  cfg_lib.validate(config)
+  assert [m.name for m in resolve_all(config)] == list(config.methods)
