@@ -95,3 +95,30 @@ def test_cost_flops_and_peak_bytes_tolerate_missing_analyses():
     argument_size_in_bytes, output_size_in_bytes, temp_size_in_bytes, alias_size_in_bytes = 10, 6, 4, 5
 
   assert peak_bytes(_Fake(mem=Mem())) == 15
+
+
+def test_a_method_with_its_own_model_is_benchmarked_with_its_own_model_and_learner():
+  import jax
+  from metarec_jax.bench import torch_peers
+  from metarec_jax.bench.jax_step import JaxMetaStep
+  from metarec_jax.bench.workload import make_workload
+  from metarec_jax.models.conditioned import ConditionedModel
+  from tests.bench.tiny import tiny_spec
+  w = make_workload(tiny_spec(learner="lwa"))
+  assert w.method == "lwa" and isinstance(w.model, ConditionedModel)
+  assert w.learner.inner_steps == 0 and w.learner.task_loss is not None
+  assert "lwa" in (torch_peers.supported(w) or "")  # the MeLU peers refuse it, naming the method
+  step = JaxMetaStep(w, seed=0)
+  step.compile()
+  assert step.run(2) > 0
+  assert all(bool(jax.numpy.isfinite(x).all()) for x in jax.tree_util.tree_leaves(step.state.params))
+
+
+def test_a_name_that_is_neither_a_learner_nor_a_learned_method_is_refused():
+  import pytest
+  from metarec_jax.bench.workload import make_workload
+  from tests.bench.tiny import tiny_spec
+  with pytest.raises(ValueError, match="not a method with a model of its own"):
+    make_workload(tiny_spec(learner="global_mean"))
+  with pytest.raises(ValueError, match="unknown method"):
+    make_workload(tiny_spec(learner="nope"))
