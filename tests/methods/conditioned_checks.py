@@ -32,7 +32,6 @@ from metarec_jax.meta.learners import meta_gradient, row, task_loss
 from metarec_jax.meta.step import init_state, make_meta_train_step
 from metarec_jax.methods import resolve
 from metarec_jax.methods.learned import ModelParts, method_key
-from metarec_jax.models.conditioned import apply_conditioned
 from metarec_jax.prepared import Prepared, prepare
 
 from tests.conftest import tiny_config
@@ -155,7 +154,7 @@ def training_lowers_the_query_loss(c: Case, steps: int = 40, lr: float = 3e-3) -
   def query_loss_fn(meta):
     def one(t):
       support = (t.support_items, t.support_ratings, t.support_mask)
-      scores, _ = apply_conditioned(c.parts.model, meta["model"], f, t.user, t.query_items, support)
+      scores = c.parts.predict(meta["model"], f, t.user, t.query_items, support)
       return spec.loss_fn(scores, t.query_ratings, t.query_mask)
     return jnp.mean(jax.vmap(one)(c.batch))
 
