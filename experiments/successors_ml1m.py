@@ -11,8 +11,9 @@ Methods:   item_mean_user_bias and global_mean (baselines), melu1 (MeLU) and mel
            metarec_jax/methods/: tanp (TaNP, WWW 2021), cmml (CMML, CIKM 2021), coldnas (ColdNAS,
            WWW 2023, the operators our search found), lwa / nlba (Vartak et al., NeurIPS 2017), mamo
            (MAMO, KDD 2020), metaemb (MetaEmb, SIGIR 2019) and mwuf (MWUF, SIGIR 2021) on a pooled
-           base with item ids. Every one trains with the same outer optimiser settings, steps and
-           validation selection as MeLU here (Adam 5e-4, 1,000 steps of 32 users).
+           base with item ids, metahin (MetaHIN, KDD 2020) on meta-paths over actors and
+           directors. Every one trains with the same outer optimiser settings, steps and validation
+           selection as MeLU here (Adam 5e-4, 1,000 steps of 32 users).
 Runtime:   and Expected: README "MeLU's successors" has the measured table, the command and the
            runtimes (they are not repeated here, so they cannot drift apart).
 """
@@ -26,5 +27,5 @@ def get_config():
   c = load_experiment(pathlib.Path(__file__).with_name("melu_ml1m.py"))
   c.name = "successors_ml1m"
   c.methods = ("global_mean", "item_mean_user_bias", "melu1", "melu_ridge", "tanp", "cmml", "coldnas", "lwa",
-               "nlba", "mamo", "metaemb", "mwuf")
+               "nlba", "mamo", "metaemb", "mwuf", "metahin")
   return c

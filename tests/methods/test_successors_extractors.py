@@ -20,7 +20,7 @@ from metarec_jax.prepared import prepare
 
 from tests.conftest import tiny_config
 
-SUCCESSORS = ("tanp", "tanp_gating", "cmml", "coldnas", "lwa", "nlba", "mamo", "metaemb", "mwuf")
+SUCCESSORS = ("tanp", "tanp_gating", "cmml", "coldnas", "lwa", "nlba", "mamo", "metaemb", "mwuf", "metahin")
 # The item-id warm-up reads the content embeddings of the fields extractor (refused otherwise, by name).
 FIELDS_ONLY = ("metaemb", "mwuf")
 
