@@ -5,7 +5,8 @@ it and the peers (when PyTorch is installed) get the same warm-up steps and
 are timed in turns on the same machine, in the same process; the result is
 the median seconds per step. The peers run on the JAX step's initial weights
 and on a task batch drawn the way the JAX step draws its own (the JAX step
-draws a fresh batch inside every step: slightly more work, not less).
+draws a fresh batch inside every step: slightly more work, not less). With
+``--learner tanp`` (or ``tanp_gating``) the peers are TaNP's (`tanp_peer`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ def best_threads(run: Runner, candidates: list[int]) -> int:
     go(1)
     times[threads] = go(2)
   return min(times, key=times.get)
+
+
+def _peer_module(workload):
+  """The module of the workload's PyTorch peers: `tanp_peer` for a TaNP method, else `torch_peers` (MeLU)."""
+  from metarec_jax.bench import tanp_peer, torch_peers
+  return tanp_peer if tanp_peer.handles(workload) else torch_peers
 
 
 def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
@@ -101,13 +108,14 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
   peer_info: dict[str, dict] = {}
   skipped = None
   if peers:
+    peer_module = _peer_module(workload)  # TaNP's own peers for --learner tanp, else the MeLU peers
     if not torch_peers.torch_available():
       skipped = torch_peers.TORCH_HINT
-    elif torch_peers.supported(workload):
-      skipped = torch_peers.supported(workload)
+    elif peer_module.supported(workload):
+      skipped = peer_module.supported(workload)
     else:
       cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-      for name, cls in torch_peers.PEERS.items():
+      for name, cls in peer_module.PEERS.items():
         peer = cls(workload)
         candidates = [torch_threads] if torch_threads else sorted({1, cores})
         threads = best_threads(peer.run, candidates) if len(candidates) > 1 else candidates[0]
@@ -125,7 +133,7 @@ def bench_meta_step(spec: WorkloadSpec, *, repeats: int = 5, peers: bool = True,
       "compile_s": step.compile_s,
       "gflops_per_s": gflops,
       "workload": {**spec.describe(), "params": workload.num_params(), "uses_factored": uses_factored,
-                   "method": workload.method},
+                   "method": workload.method, "inner_steps": workload.learner.inner_steps},
       "step_ms": jax_s * 1e3,
       "flops_per_step": step.flops,
       "flops_method": step.flops_method,
