@@ -12,6 +12,8 @@ Methods:   popularity and pooled (baselines), maml; the successors that their pa
            RecBole-MetaRec run on implicit feedback: tanp (TaNP evaluates on Last.fm), coldnas
            (ColdNAS evaluates on Last.fm), mamo, cmml, lwa and nlba (RecBole-MetaRec's CTR setting).
            Every one trains with maml_lastfm.py's outer settings (Adam 3e-3, 150 steps of 32 users).
+           coldnas runs the structure ColdNAS's reference code searched on Last.fm (model_lfm4.py:
+           add / add / max+add / none at the input and the three hidden layers), not the ML-1M default.
            This file keeps our implicit protocol for every method (README "MeLU's successors" says
            where the papers' own Last.fm protocols differ), so all are scored on the same candidates.
 Runtime:   and Expected: README "MeLU's successors" has the measured table and the runtime.
@@ -26,4 +28,5 @@ def get_config():
   c = load_experiment(pathlib.Path(__file__).with_name("maml_lastfm.py"))
   c.name = "successors_lastfm"
   c.methods = ("popularity", "pooled", "maml", "tanp", "coldnas", "mamo", "cmml", "lwa", "nlba")
+  c.coldnas_fixed.ops = ("add", "add", "max+add", "none")  # the reference's searched Last.fm model
   return c

@@ -77,8 +77,8 @@ class JaxMetaStep:
                                 query_size=w.spec.query, support_size=w.spec.support,
                                 tasks_per_chunk=w.spec.tasks_per_chunk if chunk is None else chunk)
 
-  def _lowered_flops(self) -> float | None:
-    """FLOPs of the lowered step with the inner loop unrolled and no chunks."""
+  def lowered_flops(self) -> float | None:
+    """FLOPs of the lowered step with the inner loop unrolled and no chunks (traces and lowers; no compile)."""
     w = self.workload
     fn = self._make_step(w.learner.with_schedule(unroll=True), chunk=0)
     return cost_flops(fn.lower(self.state, w.tasks, w.features))
@@ -89,7 +89,7 @@ class JaxMetaStep:
     start = time.perf_counter()
     self.compiled = self.step_fn.lower(self.state, w.tasks, w.features).compile()
     self.compile_s = time.perf_counter() - start
-    self.flops = self._lowered_flops()
+    self.flops = self.lowered_flops()
     self.flops_method = ("xla cost analysis of the lowered step, inner loop unrolled, without chunks "
                          "(xla counts a loop body once)")
     if self.flops is None:

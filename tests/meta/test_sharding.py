@@ -50,7 +50,8 @@ print("SHARDED_OK", len(leaves8))
 
 
 def test_eight_devices_equal_one(tmp_path):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip(),
+             JAX_PLATFORMS="cpu")
   script = tmp_path / "sharded.py"
   script.write_text(SCRIPT)
   root = pathlib.Path(__file__).resolve().parents[2]

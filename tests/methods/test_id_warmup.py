@@ -299,24 +299,19 @@ def test_config_checks():
       validate(c)
 
 
-def _run_config(implicit: bool):
+def _run_config():
   c = tiny_config()
   c.methods = ("metaemb", "mwuf")
   c.eval.scenarios = ("item_cold",)
   c.train.steps, c.train.eval_every, c.train.checkpoint_every = 4, 4, 4
   c.id_warmup.steps, c.id_warmup.items_per_batch, c.id_warmup.pairs = 4, 6, 4
-  if implicit:
-    c.data.feedback, c.meta.loss = "implicit", "bce"
-    c.data.query_size, c.data.support_cap, c.data.min_support = 4, 6, 2
-    c.data.negatives_per_positive, c.eval.num_negatives = 2, 19
-    c.eval.metrics = ("auc", "ndcg@5")
   return c
 
 
 def test_a_run_gives_item_cold_rows_and_serves(tmp_path):
   from metarec_jax import run
   from metarec_jax.serving import Recommender
-  c = _run_config(False)
+  c = _run_config()
   c.methods = ("pooled_id", "metaemb", "mwuf")  # the run lists the base with model.item_id=true: both reuse it
   c.variants.pooled_id = {"base": "pooled", "model": {"item_id": True}}
   c.id_warmup.base = "pooled_id"
@@ -333,13 +328,3 @@ def test_a_run_gives_item_cold_rows_and_serves(tmp_path):
   ids = np.asarray(rec.features.item[ID_FIELD])
   unknown = scorer.scores()[ids == 0]
   assert len(unknown) > 2 and np.std(unknown) > 1e-6  # each new item its own embedding, not the shared row
-
-
-def test_an_implicit_run_gives_item_cold_rows(tmp_path):
-  from metarec_jax import run
-  out = run(_run_config(True), workdir=tmp_path / "run", progress=False, verbose=False)
-  rows = {(r["method"], r["scenario"]): r for r in out["rows"]}
-  assert {("metaemb", "item_cold"), ("mwuf", "item_cold")} <= set(rows)
-  assert all(0.0 <= rows[(m, "item_cold")]["auc"] <= 1.0 for m in ("metaemb", "mwuf"))
-  ckpts = {p.name for p in (tmp_path / "run" / "checkpoints").iterdir()}
-  assert ckpts == {"pooled_item_id__seed0", "metaemb__seed0", "mwuf__seed0"}, ckpts  # one private base for both

@@ -1,4 +1,4 @@
-"""LWA and NLBA (Vartak et al., 2017): the shared checks, the class representatives, the equations, implicit runs."""
+"""LWA and NLBA (Vartak et al., 2017): the shared checks, the class representatives, the equations (implicit run: test_successors_implicit)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from metarec_jax.methods.lwa import class_representatives, positive_labels
 from metarec_jax.models.conditioned import apply_conditioned
 from metarec_jax.models.extractor import MLP
 
-from tests.conftest import tiny_config
 from tests.methods import conditioned_checks as checks
 
 CASES = {"lwa": checks.case("lwa"), "nlba": checks.case("nlba")}
@@ -215,37 +214,3 @@ def test_the_support_bias_adds_beta_times_the_centred_mean_support_rating():
   np.testing.assert_allclose(np.asarray(empty), np.asarray(prior), atol=1e-6)  # no support: no bias
 
 
-def implicit_config():
-  c = tiny_config()
-  c.data.feedback = "implicit"
-  c.data.positive_threshold = 4.0
-  c.data.query_size = 4
-  c.data.support_cap = 6
-  c.data.min_support = 2
-  c.data.negatives_per_positive = 2
-  c.meta.loss = "bce"
-  c.eval.num_negatives = 19
-  c.eval.metrics = ("auc", "logloss", "hr@5", "ndcg@5")
-  c.eval.scenarios = ("user_cold",)
-  c.methods = ("lwa", "nlba")
-  c.train.steps = 2
-  c.train.eval_every = 2
-  c.train.checkpoint_every = 2
-  return c
-
-
-def test_both_run_with_implicit_feedback_through_run(tmp_path):
-  from metarec_jax import run
-  c = implicit_config()
-  out = run(c, workdir=tmp_path / "run", progress=False)
-  rows = {r["method"]: r for r in out["rows"] if r["scenario"] == "user_cold"}
-  assert set(rows) == {"lwa", "nlba"}
-  for name in ("lwa", "nlba"):
-    r = rows[name]
-    assert 0 <= r["auc"] <= 1 and np.isfinite(r["logloss"]) and 0 <= r["hr@5"] <= 1
-    method = resolve(name, c)
-    assert method.config.meta.loss == "bce"
-  # under implicit feedback the models use the 0/1 label rule, whatever lwa.rule says
-  from metarec_jax.prepared import prepare
-  method = resolve("lwa", c)
-  assert method.make_model(prepare(method.config, 0)).rule == "label"

@@ -277,22 +277,3 @@ def test_gradient_mode_trains_the_memories_by_gradient_and_write_mode_does_not_d
   assert float(jnp.abs(grads["write"]["profile"]).max()) == 0  # the attention is not differentiated
   np.testing.assert_allclose(np.asarray(grads["write"]["bias_0"]), np.asarray(grads["gradient"]["bias_0"]),
                              rtol=1e-5, atol=1e-10)  # -τ a ⊗ ∇_θu L either way
-
-
-def test_an_implicit_feedback_run_trains_with_writes_and_serves(tmp_path):
-  from metarec_jax import run
-  from metarec_jax.serving import Recommender
-  from tests.test_implicit_experiment import implicit_config
-  c = implicit_config()
-  c.methods = ("mamo",)
-  c.eval.scenarios = ("user_cold",)
-  out = run(c, workdir=tmp_path / "run", progress=False, verbose=False)
-  (r,) = out["rows"]
-  assert r["method"] == "mamo" and 0.0 <= r["auc"] <= 1.0 and np.isfinite(r["logloss"])
-  rec = Recommender.load(tmp_path / "run", method="mamo")
-  assert not rec.caches_items  # the item tower adapts
-  scorer = rec.adapt([3, 5, 7], [1.0, 0.0, 1.0])
-  items, _ = scorer.top_k(4)
-  assert len(items) == 4 and not set(items.tolist()) & {3, 5, 7}
-  other = rec.adapt([3, 5, 7], [0.0, 1.0, 0.0]).scores()
-  assert np.max(np.abs(scorer.scores() - other)) > 1e-6  # the labels reach the scores

@@ -19,7 +19,7 @@ from metarec_jax.meta.learners import row
 from metarec_jax.meta.step import init_state, make_meta_train_step
 from metarec_jax.methods import check_overrides_used, resolve
 
-from tests.conftest import tiny_config
+from tests.conftest import make_implicit, tiny_config
 from tests.methods import conditioned_checks as checks
 
 
@@ -32,13 +32,7 @@ def _small(c):
 
 def _implicit(c):
   _small(c)
-  c.data.feedback = "implicit"
-  c.data.positive_threshold = 4.0
-  c.data.query_size = 4
-  c.data.support_cap = 6
-  c.data.min_support = 2
-  c.data.negatives_per_positive = 2
-  c.meta.loss = "bce"
+  make_implicit(c)
 
 
 def _transformer(c):

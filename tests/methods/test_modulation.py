@@ -1,8 +1,7 @@
-"""CMML and ColdNAS: the shared conditioned checks, the modulation functions, the search, an implicit run."""
+"""CMML and ColdNAS: the shared conditioned checks, the modulation functions, the search (implicit run: test_successors_implicit)."""
 
 from __future__ import annotations
 
-import json
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +12,6 @@ import metarec_jax.methods.modulation as mod  # registers cmml, coldnas, coldnas
 from metarec_jax import ConfigError, validate
 from metarec_jax.methods import resolve
 from metarec_jax.models.conditioned import apply_conditioned, init_conditioned
-from metarec_jax.prepared import MAIN_VALID
 from tests.conftest import tiny_config
 from tests.methods import conditioned_checks as checks
 
@@ -202,47 +200,3 @@ def test_the_blocks_are_read_by_their_methods_only():
   assert fixed.reads_key("coldnas_fixed.ops") and not search.reads_key("coldnas_fixed.ops")
   assert search.reads_key("coldnas_search.top_k") and not fixed.reads_key("coldnas_search.top_k")
   assert all(m.config.meta.inner_steps == 0 and not m.reads_key("model.head_hidden") for m in (cmml, fixed, search))
-
-
-# --------------------------------------------------------------------------- a whole implicit run, the search
-
-
-def test_an_implicit_run_trains_cmml_and_the_search_which_records_its_architecture(tmp_path):
-  """cmml, and coldnas_search (whose retrained model is a fixed ColdNAS architecture), with BCE on 0/1 labels."""
-  from metarec_jax import run
-  from metarec_jax.serving import Recommender
-  c = tiny_config()
-  small(c)
-  c.data.feedback = "implicit"
-  c.data.positive_threshold = 4.0
-  c.data.query_size = 4
-  c.data.support_cap = 6
-  c.data.min_support = 2
-  c.data.negatives_per_positive = 2
-  c.meta.loss = "bce"
-  c.eval.num_negatives = 19
-  c.eval.metrics = ("auc", "ndcg@5")
-  c.eval.scenarios = ("user_cold",)
-  c.train.steps = 4
-  c.train.eval_every = 2
-  c.coldnas_search.top_k = 3
-  c.methods = ("cmml", "coldnas_search")
-  out = run(c, workdir=tmp_path / "run", progress=False, verbose=False)
-  rows = {r["method"]: r for r in out["rows"]}
-  assert set(rows) == set(c.methods)
-  for r in rows.values():
-    assert 0.0 <= r["auc"] <= 1.0 and np.isfinite(r["ndcg@5"])
-  part = json.loads((tmp_path / "run" / "parts" / "coldnas_search__seed0.json").read_text())
-  for sel in part["selection"].values():
-    ops = mod.parse_ops(sel["ops"])  # every entry parses: valid operators only
-    assert len(ops) == 4 and sum(len(o) for o in ops) == 3
-    gates = np.asarray(sel["gates"])
-    assert gates.shape == (4, 4) and np.all((gates > 0) & (gates < 1))
-    assert ops == mod.discretise(np.log(gates / (1 - gates)), 3)
-  assert (tmp_path / "run" / "checkpoints" / "coldnas_search_supernet__seed0").is_dir()
-  # restoring the method rebuilds the searched architecture from the supernet's checkpoint
-  rec = Recommender.load(tmp_path / "run", method="coldnas_search")
-  assert rec.model.ops == mod.parse_ops(part["selection"][MAIN_VALID]["ops"])
-  a = rec.adapt([3, 5, 7], [1.0, 0.0, 1.0]).scores()
-  b = rec.adapt([3, 5, 7], [0.0, 1.0, 0.0]).scores()
-  assert np.all(np.isfinite(a)) and np.max(np.abs(a - b)) > 1e-7

@@ -1,4 +1,4 @@
-"""TaNP: the shared support-conditioned checks, its KL and clustering terms, implicit feedback, the transformer."""
+"""TaNP: the shared support-conditioned checks, its KL and clustering terms, the transformer (implicit run: test_successors_implicit)."""
 
 from __future__ import annotations
 
@@ -172,27 +172,11 @@ def test_the_block_holds_the_reference_defaults_and_is_read_by_tanp_only():
     validate(c)
 
 
-def test_it_runs_on_implicit_feedback_with_bce():
-  from metarec_jax import run
-  from tests.test_implicit_experiment import implicit_config
-  c = implicit_config()
-  c.methods = ("tanp",)
-  c.eval.scenarios = ("user_cold",)
-  c.eval.metrics = ("auc", "ndcg@5")
-  c.train.steps = 4
-  c.train.eval_every = 2
-  assert c.meta.loss == "bce" and c.data.feedback == "implicit"
-  rows = run(c, None, progress=False, verbose=False)["rows"]
-  assert rows and {r["method"] for r in rows} == {"tanp"}
-  for r in rows:
-    assert 0 <= r["auc"] <= 1 and np.isfinite(r["ndcg@5"])
-
-
 def test_it_runs_with_the_field_transformer_extractor():
   c = variant("tanp", extractor="transformer")
   assert c.parts.model.extractor == "transformer"
-  checks.scores_are_finite_and_shaped(c)
-  _, grads, _ = jax.jit(lambda m: meta_gradient(c.parts.spec, c.parts.predict, m, c.prep.features, c.batch))(c.meta)
+  loss, grads, _ = jax.jit(lambda m: meta_gradient(c.parts.spec, c.parts.predict, m, c.prep.features, c.batch))(c.meta)
+  assert np.isfinite(float(loss))
   ext = flatten(grads["model"]["extractor"])
   assert "item/block_0/attention/query/kernel" in ext  # the transformer is the extractor ...
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in ext.values())
