@@ -80,33 +80,32 @@ def init_state(params: Any, optimizer: optax.GradientTransformation, rng: jax.Ar
   return fresh(params, rng)
 
 
-def make_meta_train_step(spec: LearnerSpec, predict: PredictFn, optimizer: optax.GradientTransformation,
-                         *, tasks_per_batch: int, query_size: int, support_size: int,
-                         tasks_per_chunk: int = 0, augment: Callable | None = None,
-                         negatives_per_positive: int = 0, mesh: jax.sharding.Mesh | None = None,
-                         jit: bool = True) -> Callable:
-  """Builds ``step(state, tasks, features) -> (state, metrics)``.
+def make_batch_draw(*, tasks_per_batch: int, query_size: int, support_size: int,
+                    augment: Callable | None = None, negatives_per_positive: int = 0,
+                    mesh: Mesh | None = None) -> Callable:
+  """Builds ``draw(state, tasks, features) -> (features, batch)``: the task batch of step ``state.step``.
 
-  The batch is drawn inside the step from ``fold_in(state.rng, state.step)``,
-  so a run is a pure function of its initial state and a resumed run repeats
-  the same batches. The state argument is donated. ``augment(key, features)
-  -> features`` (e.g. item-cold simulation) runs inside the step.
+  The one place a meta-train step draws its batch (`make_meta_train_step`,
+  and method steps such as MAMO's memory writes): the key is
+  ``fold_in(state.rng, state.step)``, so a run is a pure function of its
+  initial state and a resumed run repeats the same batches. ``augment(key,
+  features) -> features`` (e.g. item-cold simulation) changes the features
+  the step sees.
 
   With ``negatives_per_positive = r > 0`` (implicit feedback) every support and
   query positive of the batch is joined by ``r`` negatives drawn inside the
   step (`data.negatives.with_negatives`) from ``fold_in(key, NEGATIVES_STREAM)``
   and each task's user id, using ``features.extra`` (the seen matrix and the
-  training pool's log-weights).
+  training pool's log-weights). With a ``mesh`` (one axis, named ``tasks``) the
+  batch is sharded over its devices.
 
-  With a ``mesh`` (one axis, named ``tasks``), the task batch is sharded over
-  its devices and everything else is replicated: data parallelism over tasks.
-  XLA inserts the all-reduce of the mean meta-gradient. Put the state, tasks
-  and features on the mesh with `replicate`; the same code runs on one device.
+  Raises:
+    ValueError: ``tasks_per_batch`` is not a multiple of the mesh's devices.
   """
   if mesh is not None and tasks_per_batch % mesh.size:
     raise ValueError(f"tasks_per_batch={tasks_per_batch} must be a multiple of the {mesh.size} devices")
 
-  def step(state: MetaTrainState, tasks: TaskSet, features: Features):
+  def draw(state: MetaTrainState, tasks: TaskSet, features: Features):
     key = jax.random.fold_in(state.rng, state.step)
     if augment is not None:
       key, k_aug = jax.random.split(key)
@@ -117,6 +116,33 @@ def make_meta_train_step(spec: LearnerSpec, predict: PredictFn, optimizer: optax
                              features.extra[SEEN], negatives_per_positive)
     if mesh is not None:
       batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, PartitionSpec(TASK_AXIS)))
+    return features, batch
+
+  return draw
+
+
+def make_meta_train_step(spec: LearnerSpec, predict: PredictFn, optimizer: optax.GradientTransformation,
+                         *, tasks_per_batch: int, query_size: int, support_size: int,
+                         tasks_per_chunk: int = 0, augment: Callable | None = None,
+                         negatives_per_positive: int = 0, mesh: jax.sharding.Mesh | None = None,
+                         jit: bool = True) -> Callable:
+  """Builds ``step(state, tasks, features) -> (state, metrics)``.
+
+  The batch is drawn inside the step (`make_batch_draw`: from
+  ``fold_in(state.rng, state.step)``, with the augmentation and the implicit
+  negatives it describes), so a run is a pure function of its initial state
+  and a resumed run repeats the same batches. The state argument is donated.
+
+  With a ``mesh`` (one axis, named ``tasks``), the task batch is sharded over
+  its devices and everything else is replicated: data parallelism over tasks.
+  XLA inserts the all-reduce of the mean meta-gradient. Put the state, tasks
+  and features on the mesh with `replicate`; the same code runs on one device.
+  """
+  draw = make_batch_draw(tasks_per_batch=tasks_per_batch, query_size=query_size, support_size=support_size,
+                         augment=augment, negatives_per_positive=negatives_per_positive, mesh=mesh)
+
+  def step(state: MetaTrainState, tasks: TaskSet, features: Features):
+    features, batch = draw(state, tasks, features)
     loss, grads, aux = meta_gradient(spec, predict, state.params, features, batch, tasks_per_chunk)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)

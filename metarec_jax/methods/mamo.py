@@ -116,10 +116,8 @@ import ml_collections
 import optax
 
 from metarec_jax.data.interactions import FieldSpec
-from metarec_jax.data.negatives import SEEN, TRAIN_LOGITS, with_negatives
-from metarec_jax.data.tasks import sample_batch
 from metarec_jax.meta.learners import LearnerSpec, learner_spec, meta_gradient, query_loss_after_adapting
-from metarec_jax.meta.step import MetaTrainState, NEGATIVES_STREAM, TASK_AXIS, global_norm
+from metarec_jax.meta.step import MetaTrainState, global_norm, make_batch_draw
 from metarec_jax.methods.base import FitContext, Fitted
 from metarec_jax.methods.learned import LearnedMethod, ModelParts, build_model, loss_options, score_offset
 from metarec_jax.methods.registry import register_method
@@ -446,21 +444,11 @@ def make_write_step(spec: LearnerSpec, predict: PredictFn, optimizer: optax.Grad
   batch-mean targets (`write_memories`). ``spec.task_loss`` must be
   `mamo_task_loss`.
   """
-  if mesh is not None and tasks_per_batch % mesh.size:
-    raise ValueError(f"tasks_per_batch={tasks_per_batch} must be a multiple of the {mesh.size} devices")
+  draw = make_batch_draw(tasks_per_batch=tasks_per_batch, query_size=query_size, support_size=support_size,
+                         augment=augment, negatives_per_positive=negatives_per_positive, mesh=mesh)
 
   def step(state: MetaTrainState, tasks, features: Features):
-    key = jax.random.fold_in(state.rng, state.step)
-    if augment is not None:
-      key, k_aug = jax.random.split(key)
-      features = augment(k_aug, features)
-    batch = sample_batch(tasks, key, tasks_per_batch, query_size, support_size)
-    if negatives_per_positive:
-      batch = with_negatives(batch, jax.random.fold_in(key, NEGATIVES_STREAM), features.extra[TRAIN_LOGITS],
-                             features.extra[SEEN], negatives_per_positive)
-    if mesh is not None:
-      batch = jax.lax.with_sharding_constraint(
-          batch, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(TASK_AXIS)))
+    features, batch = draw(state, tasks, features)
     memory = state.params["model"]["memory"]
     probes = {"profile": jnp.zeros_like(memory["profile"]), "preference": jnp.zeros_like(memory["preference"])}
     loss, grads, aux = meta_gradient(spec, predict, {**state.params, PROBE: probes}, features, batch,
