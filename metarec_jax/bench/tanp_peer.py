@@ -45,14 +45,13 @@ PyTorch is an optional dependency: ``pip install -e ".[bench]"``.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-from metarec_jax.bench.torch_peers import (TORCH_HINT, batch_to_torch, masked_mse, require_torch, to_flax,
-                                           to_torch, torch_available, torch_name)
+from metarec_jax.bench.torch_peers import (TORCH_HINT, PeerBase, masked_mse, require_torch, to_torch,
+                                           torch_available, torch_name)
 from metarec_jax.bench.workload import Workload
 from metarec_jax.meta.inner import flatten
 
@@ -241,14 +240,14 @@ _TASK_KEYS = ("user", "support_items", "support_ratings", "support_mask", "query
               "query_mask")
 
 
-class _TaNPPeer:
-  """Shared set-up: the model on the workload's weights, Adam (optax's defaults), the fixed batch.
+class _TaNPPeer(PeerBase):
+  """Shared set-up: the TaNP model on the workload's weights; Adam, the fixed batch and the loop are `PeerBase`'s.
 
   Attributes:
     model: the `TorchTaNP` module.
     params: torch name -> parameter.
     paths: torch name -> flax path.
-    lrs: empty (TaNP learns no inner rates; kept for `torch_peers`' interface).
+    lrs: empty (TaNP learns no inner rates).
   """
 
   def __init__(self, workload: Workload, meta: Any | None = None, context_in_loss: bool | None = None):
@@ -267,35 +266,8 @@ class _TaNPPeer:
                                 context_in_loss)
     self.paths = {torch_name(k): k for k in flat}
     self.params = dict(self.model.named_parameters())
-    if set(self.params) != set(self.paths):
-      raise ValueError(f"torch and flax params differ: {sorted(set(self.params) ^ set(self.paths))}")
     self.lrs: dict[str, Any] = {}
-    self.optimizer = torch.optim.Adam(list(self.params.values()), lr=w.spec.outer_lr, betas=(0.9, 0.999),
-                                      eps=1e-8)
-    self.batch = batch_to_torch(w.batch(0))
-
-  def meta_gradient(self, batch: dict) -> tuple["torch.Tensor", dict, dict]:
-    """(mean task loss, name -> gradient, {}) of one batch; subclasses implement it."""
-    raise NotImplementedError
-
-  def step(self, batch: dict | None = None) -> float:
-    """One meta-train step: gradient of the mean task loss, then Adam. Returns the loss."""
-    loss, grads, _ = self.meta_gradient(self.batch if batch is None else batch)
-    for name, p in self.params.items():
-      p.grad = grads[name]
-    self.optimizer.step()
-    return float(loss)
-
-  def run(self, n: int) -> float:
-    """Runs ``n`` steps on the fixed batch; returns seconds."""
-    start = time.perf_counter()
-    for _ in range(n):
-      self.step()
-    return time.perf_counter() - start
-
-  def flax_grads(self, grads: dict, lr_grads: dict | None = None) -> dict:
-    """Gradients keyed like the engine's flat meta params: ``{"model": {path: ...}}``."""
-    return {"model": {self.paths[n]: to_flax(self.paths[n], grads[n]) for n in self.params}}
+    self._finish(w)
 
 
 class TaNPLoopPeer(_TaNPPeer):

@@ -159,8 +159,55 @@ def batch_to_torch(batch: TaskBatch) -> dict[str, "torch.Tensor"]:
 # --------------------------------------------------------------------------- peers
 
 
-class _Peer:
-  """Shared set-up: the model on the workload's weights, the adapted names, Adam."""
+class PeerBase:
+  """What every PyTorch peer shares: Adam over its params and learned inner rates, the fixed batch, the loop.
+
+  A peer's ``__init__`` sets ``workload``, ``params`` (torch name ->
+  parameter), ``paths`` (torch name -> flax path) and ``lrs`` (torch name ->
+  learned inner rate; empty when none are learned), then calls `_finish`;
+  subclasses implement `meta_gradient`.
+  """
+
+  def _finish(self, workload: Workload) -> None:
+    """Checks that the torch and flax params match; builds Adam (optax's defaults) and the fixed batch."""
+    if set(self.params) != set(self.paths):
+      raise ValueError(f"torch and flax params differ: {sorted(set(self.params) ^ set(self.paths))}")
+    self.optimizer = torch.optim.Adam(list(self.params.values()) + list(self.lrs.values()),
+                                      lr=workload.spec.outer_lr, betas=(0.9, 0.999), eps=1e-8)
+    self.batch = batch_to_torch(workload.batch(0))
+
+  def meta_gradient(self, batch: dict) -> tuple["torch.Tensor", dict, dict]:
+    """(mean query loss, name -> gradient of the params, name -> gradient of the
+    learned inner rates) of one batch; subclasses implement it."""
+    raise NotImplementedError
+
+  def step(self, batch: dict | None = None) -> float:
+    """One meta-train step: meta-gradient, then Adam. Returns the loss."""
+    loss, grads, lr_grads = self.meta_gradient(self.batch if batch is None else batch)
+    for name, p in self.params.items():
+      p.grad = grads[name]
+    for name, p in self.lrs.items():
+      p.grad = lr_grads[name]
+    self.optimizer.step()
+    return float(loss)
+
+  def run(self, n: int) -> float:
+    """Runs ``n`` steps on the fixed batch; returns seconds."""
+    start = time.perf_counter()
+    for _ in range(n):
+      self.step()
+    return time.perf_counter() - start
+
+  def flax_grads(self, grads: dict, lr_grads: dict | None = None) -> dict:
+    """Gradients keyed like the engine's flat meta params: ``{"model": {path: ...}, ["inner_lr": ...]}``."""
+    out = {"model": {self.paths[n]: to_flax(self.paths[n], grads[n]) for n in self.params}}
+    if self.lrs:
+      out["inner_lr"] = {self.paths[n]: to_flax(self.paths[n], lr_grads[n]) for n in self.lrs}
+    return out
+
+
+class _Peer(PeerBase):
+  """Shared set-up of the MeLU-model peers: the model on the workload's weights, the adapted names."""
 
   def __init__(self, workload: Workload, meta: Any | None = None):
     require_torch()
@@ -188,41 +235,10 @@ class _Peer:
     if self.spec.learn_inner_lr:
       for name in self.adapted:
         self.lrs[name] = nn.Parameter(to_torch(self.paths[name], meta["inner_lr"][self.paths[name]]))
-    self.optimizer = torch.optim.Adam(list(self.params.values()) + list(self.lrs.values()),
-                                      lr=w.spec.outer_lr, betas=(0.9, 0.999), eps=1e-8)
-    self.batch = batch_to_torch(w.batch(0))
+    self._finish(w)
 
   def lr(self, name):
     return self.lrs[name] if self.lrs else self.spec.inner_lr
-
-  def meta_gradient(self, batch: dict) -> tuple["torch.Tensor", dict, dict]:
-    """(mean query loss, name -> gradient of the params, name -> gradient of the
-    learned inner rates) of one batch; subclasses implement it."""
-    raise NotImplementedError
-
-  def step(self, batch: dict | None = None) -> float:
-    """One meta-train step: meta-gradient, then Adam. Returns the loss."""
-    loss, grads, lr_grads = self.meta_gradient(self.batch if batch is None else batch)
-    for name, p in self.params.items():
-      p.grad = grads[name]
-    for name, p in self.lrs.items():
-      p.grad = lr_grads[name]
-    self.optimizer.step()
-    return float(loss)
-
-  def run(self, n: int) -> float:
-    """Runs ``n`` steps on the fixed batch; returns seconds."""
-    start = time.perf_counter()
-    for _ in range(n):
-      self.step()
-    return time.perf_counter() - start
-
-  def flax_grads(self, grads: dict, lr_grads: dict) -> dict:
-    """Gradients keyed like the engine's flat meta params: ``{"model": {path: ...}, ["inner_lr": ...]}``."""
-    out = {"model": {self.paths[n]: to_flax(self.paths[n], grads[n]) for n in self.params}}
-    if self.lrs:
-      out["inner_lr"] = {self.paths[n]: to_flax(self.paths[n], lr_grads[n]) for n in self.lrs}
-    return out
 
 
 class LoopPeer(_Peer):
