@@ -223,6 +223,8 @@ def method_parts(spec: WorkloadSpec, users: FeatureTable, items: FeatureTable):
   if not isinstance(method, LearnedMethod) or isinstance(method, MetaLearner):
     raise ValueError(f"--learner {spec.learner!r} is not a method with a model of its own; benchmark an engine "
                      f"learner ({sorted(LEARNERS)}) or a learned method such as tanp")
+  if method.not_benchable:
+    raise ValueError(f"--learner {spec.learner!r} cannot be timed on the synthetic workload: {method.not_benchable}")
   data = types.SimpleNamespace(users=users, items=items, num_users=spec.num_users, num_items=spec.num_items)
   prep = types.SimpleNamespace(data=data, implicit=False, stats=types.SimpleNamespace(mean=3.5))
   return method.parts(prep)

@@ -422,6 +422,8 @@ class IdWarmup(LearnedMethod):
   """
 
   ignored: ClassVar[tuple[str, ...]] = ("distill.",)
+  not_benchable: ClassVar[str] = ("it trains a warm-up network on item tasks after its base model, not a meta-step "
+                                  "over user tasks; its runs log tasks/s in metrics.jsonl")
 
   # ------------------------------------------------------------------ the base
 

@@ -323,10 +323,17 @@ def train_model(config: ml_collections.ConfigDict, ctx: FitContext, owner: str,
 
 
 class LearnedMethod(Method):
-  """A method that trains a model: it owns a checkpoint and is servable."""
+  """A method that trains a model: it owns a checkpoint and is servable.
+
+  Class attributes:
+    not_benchable: why `parts` on the benchmark's synthetic workload would
+      not time the method's training (empty: it would; ``metarec bench
+      meta-step --learner NAME`` refuses the method with this reason).
+  """
 
   servable: ClassVar[bool] = True
   ignored: ClassVar[tuple[str, ...]] = ("distill.",)
+  not_benchable: ClassVar[str] = ""
 
   @property
   def checkpoint(self) -> str | None:

@@ -418,6 +418,8 @@ class MetaHIN(ConditionedMethod):
   """MetaHIN (Lu et al., KDD 2020): meta-path contexts, semantic- and task-wise co-adaptation, fusion."""
 
   config_blocks: ClassVar[dict[str, dict[str, Any]]] = {"metahin": dict(DEFAULTS)}
+  not_benchable: ClassVar[str] = ("its meta-path tables are built from a data set's meta-training ratings, which the "
+                                  "synthetic workload does not have; its runs log tasks/s in metrics.jsonl")
 
   def __init__(self, name: str, config: ml_collections.ConfigDict, **kwargs):
     super().__init__(name, config, **kwargs)

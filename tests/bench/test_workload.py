@@ -118,3 +118,7 @@ def test_a_name_that_is_neither_a_learner_nor_a_learned_method_is_refused():
     make_workload(tiny_spec(learner="global_mean"))
   with pytest.raises(ValueError, match="unknown method"):
     make_workload(tiny_spec(learner="nope"))
+  # methods whose training is not a meta-step over the workload's user tasks say why
+  for name, why in (("metaemb", "item tasks"), ("mwuf", "item tasks"), ("metahin", "meta-path tables")):
+    with pytest.raises(ValueError, match=f"--learner '{name}' cannot be timed on the synthetic workload: .*{why}"):
+      make_workload(tiny_spec(learner=name))
