@@ -14,8 +14,8 @@ from metarec_jax.meta import (LEARNERS, Learner, LearnerSpec, LossSpec, MetaTrai
                               make_optimizer, meta_gradient, partition, register_learner, task_loss)
 from metarec_jax.methods import (METHODS, FitContext, Fitted, FittedModel, Method, NotServable, distill_workdir,
                                  method_config, register_method, resolve, resolve_all)
-from metarec_jax.models import (DotHead, Extractor, FastDense, MLPHead, RecModel, RelationHead, init_params,
-                                make_predict, register_extractor, register_head)
+from metarec_jax.models import (DotHead, Extractor, FastDense, FeatureModel, MLPHead, RecModel, RelationHead,
+                                init_params, make_predict, register_extractor, register_head)
 from metarec_jax.prepared import Prepared, prepare
 from metarec_jax.rundir import RunDir
 from metarec_jax.serving import Recommender, Scorer

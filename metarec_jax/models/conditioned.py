@@ -28,64 +28,26 @@ through the same jitted, vmapped code as every learner (with
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from metarec_jax.data.interactions import FieldSpec
-from metarec_jax.models import registry
-from metarec_jax.models.model import Predict
+from metarec_jax.models.model import FeatureModel, Predict
 from metarec_jax.types import Features, Params, Support
 
 LOSSES = "losses"  # the collection regularisers are sown into
 
 
-class ConditionedModel(nn.Module):
-  """Base of the support-conditioned models: the extractor and the task's feature vectors.
+class ConditionedModel(FeatureModel):
+  """Base of the support-conditioned models: `FeatureModel`'s extractor and the task's feature vectors.
 
-  Attributes:
-    user_specs: user fields fed to the extractor.
-    item_specs: item fields fed to the extractor.
-    embed_dim: embedding width per field.
-    user_mlp: user tower MLP sizes.
-    item_mlp: item tower MLP sizes.
-    extractor: a registered extractor (``fields``, ``transformer``, yours).
-    transformer: the field transformer's spec (``extractor="transformer"``).
-    dtype: compute dtype of the extractor (None: float32).
-    offset: the mean training rating (0 for implicit feedback); subclasses
-      centre support ratings on it and add it back to scores.
+  The fields (``user_specs``, ``item_specs``, ``embed_dim``, the towers,
+  ``extractor``, ``transformer``, ``dtype``, ``offset``) are `FeatureModel`'s;
+  subclasses centre support ratings on ``offset`` (the mean training rating,
+  0 for implicit feedback) and add it back to scores.
   """
-
-  user_specs: Sequence[FieldSpec]
-  item_specs: Sequence[FieldSpec]
-  embed_dim: int = 32
-  user_mlp: Sequence[int] = ()
-  item_mlp: Sequence[int] = ()
-  extractor: str = "fields"
-  transformer: Any = None
-  dtype: Any = None
-  offset: float = 0.0
-
-  @nn.nowrap
-  def make_extractor(self, **module_kwargs) -> nn.Module:
-    """The model's extractor module (params under ``extractor``)."""
-    return registry.build_extractor(self, **module_kwargs)
-
-  @nn.nowrap
-  def embed(self, params: Params, user_cols: dict[str, jax.Array],
-            item_cols: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-    """The extractor's ``(f_u, f_i)`` under ``params`` (the model's whole param tree)."""
-    ext = {"params": params["extractor"]}
-    extractor = self.make_extractor(parent=None)
-    return (extractor.apply(ext, user_cols, method="embed_user"),
-            extractor.apply(ext, item_cols, method="embed_items"))
-
-  @nn.nowrap
-  def item_side(self, path: str) -> bool:
-    """Whether the param at ``path`` shapes item features."""
-    return path.startswith("extractor/item")
 
   @nn.nowrap
   def embed_task(self, user_cols: dict[str, jax.Array], item_cols: dict[str, jax.Array],

@@ -20,7 +20,62 @@ from metarec_jax.types import Features, Params, PredictFn
 HEADS = tuple(registry.HEADS)
 
 
-class RecModel(nn.Module):
+class FeatureModel(nn.Module):
+  """What every model shares: the user and item fields and the registered extractor that embeds them.
+
+  `RecModel` (extractor + head) and `conditioned.ConditionedModel` (extractor
+  + a support-set encoder) extend it; the extractor's params live under
+  ``extractor`` in both.
+
+  Attributes:
+    user_specs: user fields fed to the extractor.
+    item_specs: item fields fed to the extractor.
+    embed_dim: embedding width per field.
+    user_mlp: user tower MLP sizes.
+    item_mlp: item tower MLP sizes.
+    offset: the mean training rating (0 for implicit feedback and residual
+      models): `RecModel`'s initial global bias; conditioned models centre
+      support ratings on it and add it back to scores.
+    dtype: compute dtype of embeddings and hidden layers (``jnp.bfloat16`` for
+      mixed precision on accelerators); params, the scores and all losses stay
+      float32.
+    extractor: a registered extractor (`registry.EXTRACTORS`): ``fields``
+      (`Extractor`) or ``transformer`` (`field_transformer.FieldTransformerExtractor`,
+      shaped by ``transformer``), or yours.
+    transformer: the field transformer's spec (``extractor="transformer"``).
+  """
+
+  user_specs: Sequence[FieldSpec]
+  item_specs: Sequence[FieldSpec]
+  embed_dim: int = 32
+  user_mlp: Sequence[int] = ()
+  item_mlp: Sequence[int] = ()
+  offset: float = 0.0
+  dtype: Any = None
+  extractor: str = "fields"
+  transformer: Any = None  # field_transformer.TransformerSpec when extractor == "transformer"
+
+  @nn.nowrap
+  def make_extractor(self, **module_kwargs) -> nn.Module:
+    """The model's extractor module (params under ``extractor``); ``parent=None`` for a stand-alone one."""
+    return registry.build_extractor(self, **module_kwargs)
+
+  @nn.nowrap
+  def embed(self, params: Params, user_cols: dict[str, jax.Array],
+            item_cols: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """The extractor's ``(f_u, f_i)`` under ``params`` (the model's whole param tree)."""
+    extractor = self.make_extractor(parent=None)
+    ext = {"params": params["extractor"]}
+    return (extractor.apply(ext, user_cols, method="embed_user"),
+            extractor.apply(ext, item_cols, method="embed_items"))
+
+  @nn.nowrap
+  def item_side(self, path: str) -> bool:
+    """Whether the param at ``path`` shapes item features (serving caches them when none of these adapt)."""
+    return path.startswith("extractor/item")
+
+
+class RecModel(FeatureModel):
   """Scores items for a user: ``head(extractor(user fields, item fields))``.
 
   Optionally the user side also gets a support-set vector (``support_vector``):
@@ -31,46 +86,20 @@ class RecModel(nn.Module):
   solution over learned item factors of the support residuals
   (`ridge.RidgeUserVector`, leave-one-out on the support items too).
 
-  Attributes:
-    user_specs: user fields fed to the extractor.
-    item_specs: item fields fed to the extractor.
-    embed_dim: embedding width per field.
-    user_mlp: user tower MLP sizes.
-    item_mlp: item tower MLP sizes.
+  Attributes (beyond `FeatureModel`'s fields and extractor):
     head: a registered head (`registry.HEADS`: ``mlp``, ``relation``, ``dot``, yours).
     head_hidden: hidden sizes of the MLP head.
-    offset: initial global bias (mean training rating; 0 for residual models).
     support_vector: add the support-set user vector to the user features.
     ridge_dim: > 0 adds the ridge user vector's score with this many item
       factors (plus an intercept, the user bias).
     ridge_reg: initial ridge penalty of every factor.
-    extractor: a registered extractor (`registry.EXTRACTORS`): ``fields``
-      (`Extractor`) or ``transformer`` (`field_transformer.FieldTransformerExtractor`,
-      shaped by ``transformer``).
-    dtype: compute dtype of embeddings and hidden layers (``jnp.bfloat16`` for
-      mixed precision on accelerators); params, the scores and all losses stay
-      float32.
   """
 
-  user_specs: Sequence[FieldSpec]
-  item_specs: Sequence[FieldSpec]
-  embed_dim: int = 32
-  user_mlp: Sequence[int] = ()
-  item_mlp: Sequence[int] = ()
   head: str = "mlp"
   head_hidden: Sequence[int] = (64, 64)
-  offset: float = 0.0
   support_vector: bool = False
   ridge_dim: int = 0
   ridge_reg: float = 5.0
-  dtype: Any = None
-  extractor: str = "fields"
-  transformer: Any = None  # field_transformer.TransformerSpec when extractor == "transformer"
-
-  @nn.nowrap
-  def make_extractor(self, **module_kwargs) -> nn.Module:
-    """The model's extractor module (params under ``extractor``); ``parent=None`` for a stand-alone one."""
-    return registry.build_extractor(self, **module_kwargs)
 
   @nn.nowrap
   def make_head(self, **module_kwargs) -> nn.Module:
@@ -83,23 +112,9 @@ class RecModel(nn.Module):
     return tuple(f"head/{name}" for name in registry.head_fast_layers(self))
 
   @nn.nowrap
-  def embed(self, params: Params, user_cols: dict[str, jax.Array],
-            item_cols: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-    """The extractor's ``(f_u, f_i)`` under ``params`` (the model's whole param tree)."""
-    extractor = self.make_extractor(parent=None)
-    ext = {"params": params["extractor"]}
-    return (extractor.apply(ext, user_cols, method="embed_user"),
-            extractor.apply(ext, item_cols, method="embed_items"))
-
-  @nn.nowrap
   def score_features(self, params: Params, f_u: jax.Array, f_i: jax.Array) -> jax.Array:
     """The head's scores of feature vectors (without support-set terms)."""
     return self.make_head(parent=None).apply({"params": params["head"]}, f_u, f_i)
-
-  @nn.nowrap
-  def item_side(self, path: str) -> bool:
-    """Whether the param at ``path`` shapes item features (serving caches them when none of these adapt)."""
-    return path.startswith("extractor/item")
 
   @nn.compact
   def __call__(self, user_cols: dict[str, jax.Array], item_cols: dict[str, jax.Array],
