@@ -11,12 +11,18 @@ Protocol:  exactly experiments/maml_lastfm.py's (it is loaded from there): an ar
 Methods:   popularity and pooled (baselines), maml; the successors that their papers or
            RecBole-MetaRec run on implicit feedback: tanp (TaNP evaluates on Last.fm), coldnas
            (ColdNAS evaluates on Last.fm), mamo, cmml, lwa and nlba (RecBole-MetaRec's CTR setting).
-           Every one trains with maml_lastfm.py's outer settings (Adam 3e-3, 150 steps of 32 users).
+           Every one trains with maml_lastfm.py's outer settings (Adam 3e-3, 32 users per step) but
+           1,500 steps instead of its 150 (validation every 250): at 150 steps every learner ties with
+           popularity; at 1,500 every one beats it and validation AUC is still improving.
            coldnas runs the structure ColdNAS's reference code searched on Last.fm (model_lfm4.py:
            add / add / max+add / none at the input and the three hidden layers), not the ML-1M default.
            This file keeps our implicit protocol for every method (README "MeLU's successors" says
            where the papers' own Last.fm protocols differ), so all are scored on the same candidates.
-Runtime:   and Expected: README "MeLU's successors" has the measured table and the runtime.
+Runtime:   about 25 min for 3 seeds on the 2-core CPU (two runs, 14.6 min for maml, tanp, coldnas,
+           mamo and popularity; see README).
+Expected:  README "MeLU's successors" (Last.fm) has the 3-seed tables; against 99 sampled negatives,
+           AUC / nDCG@10: popularity 0.810 / 0.462, maml 0.837 / 0.482, tanp 0.846 / 0.500,
+           coldnas 0.848 / 0.508, mamo 0.850 / 0.504.
 """
 
 import pathlib
@@ -29,4 +35,6 @@ def get_config():
   c.name = "successors_lastfm"
   c.methods = ("popularity", "pooled", "maml", "tanp", "coldnas", "mamo", "cmml", "lwa", "nlba")
   c.coldnas_fixed.ops = ("add", "add", "max+add", "none")  # the reference's searched Last.fm model
+  c.train.steps = 1500
+  c.train.eval_every = 250
   return c

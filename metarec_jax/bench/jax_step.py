@@ -73,9 +73,10 @@ class JaxMetaStep:
 
   def _make_step(self, learner, chunk: int | None = None):
     w = self.workload
-    return make_meta_train_step(learner, w.predict, self.optimizer, tasks_per_batch=w.spec.tasks,
-                                query_size=w.spec.query, support_size=w.spec.support,
-                                tasks_per_chunk=w.spec.tasks_per_chunk if chunk is None else chunk)
+    make_step = w.make_step or make_meta_train_step  # a method's own step (MAMO writes its memories)
+    return make_step(learner, w.predict, self.optimizer, tasks_per_batch=w.spec.tasks,
+                     query_size=w.spec.query, support_size=w.spec.support,
+                     tasks_per_chunk=w.spec.tasks_per_chunk if chunk is None else chunk)
 
   def lowered_flops(self) -> float | None:
     """FLOPs of the lowered step with the inner loop unrolled and no chunks (traces and lowers; no compile)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -130,6 +130,7 @@ class Workload:
   tasks: TaskSet
   meta: MetaParams
   method: str | None = None  # a registered method whose own model the step trains (None: an engine learner)
+  make_step: Callable[..., Callable] | None = None  # the method's own step builder (MAMO's writes); None: the engine's
 
   def batch(self, key: jax.Array | int = 0) -> TaskBatch:
     """A task batch drawn as the engine's step draws it."""
@@ -186,10 +187,10 @@ def make_workload(spec: WorkloadSpec = WorkloadSpec()) -> Workload:
   pool = spec.pool or max(2 * spec.tasks, 64)
   tasks = jax.device_put(random_tasks(pool, spec.support + spec.query, spec.num_users, spec.num_items, rng))
   if spec.learner not in LEARNERS:  # a method that trains its own model (TaNP, MAMO, ...)
-    parts = method_parts(spec, users, items)
+    parts = method_parts(spec, users, items, features)
     return Workload(spec, parts.spec, parts.model, parts.predict, features, tasks,
                     init_meta_params(parts.spec, parts.init(features, jax.random.PRNGKey(spec.seed))),
-                    method=spec.learner)
+                    method=spec.learner, make_step=parts.make_step)
   model = RecModel(user_specs=users.specs, item_specs=items.specs, embed_dim=spec.embed_dim,
                    head="mlp", head_hidden=tuple(spec.head_hidden), offset=3.5)
   learner = learner_spec(spec.learner, inner_lr=spec.inner_lr, inner_steps=spec.inner_steps, adapt="head",
@@ -199,7 +200,7 @@ def make_workload(spec: WorkloadSpec = WorkloadSpec()) -> Workload:
                   init_meta_params(learner, params))
 
 
-def method_parts(spec: WorkloadSpec, users: FeatureTable, items: FeatureTable):
+def method_parts(spec: WorkloadSpec, users: FeatureTable, items: FeatureTable, features: Features | None = None):
   """The model and learner a registered learned method trains, on the workload's fields and sizes.
 
   The method is resolved from the default config with the workload's
@@ -226,5 +227,6 @@ def method_parts(spec: WorkloadSpec, users: FeatureTable, items: FeatureTable):
   if method.not_benchable:
     raise ValueError(f"--learner {spec.learner!r} cannot be timed on the synthetic workload: {method.not_benchable}")
   data = types.SimpleNamespace(users=users, items=items, num_users=spec.num_users, num_items=spec.num_items)
-  prep = types.SimpleNamespace(data=data, implicit=False, stats=types.SimpleNamespace(mean=3.5))
+  prep = types.SimpleNamespace(data=data, implicit=False, stats=types.SimpleNamespace(mean=3.5),
+                               features=features if features is not None else features_from_tables(users, items))
   return method.parts(prep)

@@ -122,3 +122,14 @@ def test_a_name_that_is_neither_a_learner_nor_a_learned_method_is_refused():
   for name, why in (("metaemb", "item tasks"), ("mwuf", "item tasks"), ("metahin", "meta-path tables")):
     with pytest.raises(ValueError, match=f"--learner '{name}' cannot be timed on the synthetic workload: .*{why}"):
       make_workload(tiny_spec(learner=name))
+
+
+def test_mamo_is_timed_with_its_memory_writing_step():
+  from metarec_jax.bench.jax_step import JaxMetaStep
+  from metarec_jax.bench.workload import make_workload
+  from metarec_jax.methods.mamo import make_write_step
+  from tests.bench.tiny import tiny_spec
+  w = make_workload(tiny_spec(learner="mamo"))
+  assert w.method == "mamo" and w.make_step.func is make_write_step  # the step writes the memories
+  step = JaxMetaStep(w, seed=0)
+  assert step.lowered_flops() > 0  # the write step traces and lowers on the workload (no compile)
