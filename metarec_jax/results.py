@@ -73,11 +73,16 @@ def markdown_table(results: dict, metrics, scenarios=None) -> str:
 
 
 def results_markdown(results: dict, config) -> str:
-  """The text of ``results.md``: a header, the candidates (implicit feedback), a table per scenario."""
+  """The text of ``results.md``: a header, the candidates (implicit feedback), a table per scenario,
+  and the support-size curve's tables when the run scored one (`eval.support_sizes`)."""
   header = f"# {config.name}\n\nMean over seeds, ± the sample std (ddof=1); best per scenario and metric in bold.\n\n"
   if config.data.feedback == "implicit":
     from metarec_jax.eval.implicit import describe_candidates
     header += describe_candidates(config) + "\n\n"
   scenarios = list(config.eval.scenarios)
   scenarios += [s for s in dict.fromkeys(r["scenario"] for r in results["rows"]) if s not in scenarios]
-  return header + markdown_table(results, tuple(config.eval.metrics), scenarios)
+  text = header + markdown_table(results, tuple(config.eval.metrics), scenarios)
+  if results.get("support_curve"):
+    from metarec_jax.report import support_curve_table  # report imports this module
+    text += "\n" + support_curve_table(results)
+  return text

@@ -8,7 +8,7 @@ A run folder (``metarec run ... --workdir DIR``) holds::
     checkpoints/      orbax checkpoints, one folder per (owner, seed): ``<owner>__seed<seed>``
     parts/            one finished method x seed: ``<method>__seed<seed>.json`` (rows, support curve, selection)
     results.json      ``{"rows": [...], "support_curve": [...]}``
-    results.md        the tables
+    results.md        the tables (and the support-size curve's, when scored)
     distill/          `metarec distill` reports
 
 Everything that reads or writes a run folder goes through `RunDir`; files

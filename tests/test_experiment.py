@@ -191,6 +191,9 @@ def test_reevaluation_adds_the_support_curve_without_changing_the_numbers(finish
   assert {(r["method"], r["support"]) for r in again["support_curve"]} == {
       (m, k) for m in ("global_mean", "item_mean_user_bias", "pooled", "pooled_finetune", "maml") for k in (1, 3)}
   assert json.loads((copy / "config.json").read_text())["eval"]["support_sizes"] == [1, 3]
+  md = (copy / "results.md").read_text()  # results.md shows the curve beside the main tables
+  assert "### MAE by support size: warm" in md and "| maml |" in md.split("MAE by support size")[1]
+  assert "MAE by support size" not in (wd / "results.md").read_text()  # no curve, no curve tables
 
 
 def test_train_users_table_scores_the_meta_training_users(finished_run, tmp_path):
