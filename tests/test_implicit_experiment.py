@@ -8,24 +8,14 @@ import numpy as np
 import pytest
 
 from metarec_jax import ConfigError, experiment, validate
-from tests.conftest import tiny_config
+from tests.conftest import make_implicit, tiny_config
 
 METRICS = ("auc", "logloss", "hr@5", "ndcg@5", "mrr@5")
 
 
 def implicit_config():
-  c = tiny_config()
-  c.data.feedback = "implicit"
-  c.data.positive_threshold = 4.0
-  c.data.query_size = 4
-  c.data.support_cap = 6
-  c.data.min_support = 2
-  c.data.negatives_per_positive = 2
+  c = make_implicit(tiny_config(), metrics=METRICS, scenarios=("warm", "user_cold"))
   c.data.negative_sampling = "popularity"
-  c.meta.loss = "bce"
-  c.eval.num_negatives = 19
-  c.eval.metrics = METRICS
-  c.eval.scenarios = ("warm", "user_cold")
   c.methods = ("popularity", "pooled", "pooled_finetune", "maml_bpr")  # the pooled model trains with BCE
   c.variants.maml_bpr = ("meta.learner=maml", "meta.loss=bpr")
   c.train.steps = 4
