@@ -10,8 +10,9 @@ from metarec_jax.eval import (METRICS, RANKING_METRICS, RatingStats, compute_met
 from metarec_jax.experiment import evaluate_workdir, run
 from metarec_jax.meta import (LEARNERS, Learner, LearnerSpec, LossSpec, MetaTrainState, Schedule, adapt,
                               adapt_factored, adapt_on_support, adapt_task, chunked_vmap, init_meta_params,
-                              init_state, learner_spec, make_batch_draw, make_loss, make_meta_train_step,
-                              make_optimizer, meta_gradient, partition, register_learner, task_loss)
+                              init_population, init_state, learner_spec, make_batch_draw, make_loss,
+                              make_meta_train_step, make_optimizer, make_population_step, meta_gradient, partition,
+                              population_member, register_learner, task_loss)
 from metarec_jax.methods import (METHODS, FitContext, Fitted, FittedModel, Method, NotServable, distill_workdir,
                                  method_config, register_method, resolve, resolve_all)
 from metarec_jax.models import (DotHead, Extractor, FastDense, FeatureModel, MLPHead, RecModel, RelationHead,

@@ -1,0 +1,60 @@
+"""Population training: the vmapped step over N states equals N separate runs of the engine's step."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from metarec_jax.meta import init_meta_params, init_state, learner_spec, make_meta_train_step
+from metarec_jax.meta.population import (init_population, make_population_step, population_member,
+                                         population_size)
+from metarec_jax.models import init_params
+from tests.conftest import tree_allclose
+
+STEPS = 5
+SHAPES = dict(tasks_per_batch=8, query_size=5, support_size=6)
+
+
+def test_the_population_step_equals_separate_runs_of_each_member(tiny_setup):
+  model, predict, _, features, tasks, _ = tiny_setup
+  spec = learner_spec("maml", inner_lr=0.1, inner_steps=1)
+  opt = optax.adam(1e-2)
+  # three members: different initialisations and different batch streams, as three seeds are
+  params = [init_meta_params(spec, init_params(model, features, jax.random.PRNGKey(10 + i))) for i in range(3)]
+  keys = [jax.random.PRNGKey(20 + i) for i in range(3)]
+  states = init_population(params, opt, keys)
+  assert population_size(states) == 3
+  step = make_population_step(spec, predict, opt, **SHAPES)
+  losses = []
+  for _ in range(STEPS):
+    states, metrics = step(states, tasks, features)
+    assert metrics["loss"].shape == (3,)
+    losses.append(np.asarray(metrics["loss"]))
+
+  plain = make_meta_train_step(spec, predict, opt, **SHAPES)
+  for i in range(3):
+    state = init_state(params[i], opt, keys[i])
+    for t in range(STEPS):
+      state, m = plain(state, tasks, features)
+      np.testing.assert_allclose(float(m["loss"]), losses[t][i], rtol=1e-5)
+    member = population_member(states, i)
+    assert int(member.step) == STEPS
+    assert tree_allclose(member.params, state.params, rtol=1e-5, atol=1e-6)
+    assert tree_allclose(member.opt_state, state.opt_state, rtol=1e-5, atol=1e-6)
+  # the members really differ (their own params and batches), so the check above could fail
+  assert not tree_allclose(population_member(states, 0).params, population_member(states, 1).params,
+                           rtol=1e-3, atol=1e-3)
+
+
+def test_bad_populations_are_refused(tiny_setup):
+  model, predict, params, features, _, _ = tiny_setup
+  spec = learner_spec("maml", inner_lr=0.1, inner_steps=1)
+  opt = optax.adam(1e-2)
+  with pytest.raises(ValueError, match="one PRNG key per member"):
+    init_population([init_meta_params(spec, params)], opt, [jax.random.PRNGKey(0), jax.random.PRNGKey(1)])
+  with pytest.raises(ValueError, match="at least one member"):
+    init_population([], opt, [])
+  with pytest.raises(ValueError, match="takes no 'mesh'"):
+    make_population_step(spec, predict, opt, mesh=None, **SHAPES)
