@@ -50,8 +50,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from metarec_jax.bench.torch_peers import (TORCH_HINT, PeerBase, masked_mse, require_torch, to_torch,
-                                           torch_available, torch_name)
+from metarec_jax.bench.torch_peers import (TORCH_HINT, PeerBase, field_embeddings, masked_mse, require_torch,
+                                           to_torch, torch_available, torch_name)
 from metarec_jax.bench.workload import Workload
 from metarec_jax.meta.inner import flatten
 
@@ -146,15 +146,7 @@ def _model_class():
     # -- layers (p: name -> tensor, so that functional_call and explicit dicts both work)
 
     def fields(self, p, kind: str, specs, tables, ids):
-      parts = []
-      for s in specs:
-        x = tables[s.name][ids]
-        vecs = F.embedding(x, p[f"extractor.{kind}.{s.name}.weight"])
-        if s.kind == "multi":
-          mask = (x > 0).unsqueeze(-1).to(vecs.dtype)
-          vecs = (vecs * mask).sum(-2) / mask.sum(-2).clamp(min=1.0)
-        parts.append(vecs)
-      out = torch.cat(parts, dim=-1)
+      out = field_embeddings(p, kind, specs, tables, ids)
       for i in range(self.user_tower if kind == "user" else self.item_tower):  # the extractor's MLP (final ReLU)
         name = f"extractor.{kind}_tower.dense_{i}"
         out = F.relu(F.linear(out, p[f"{name}.weight"], p[f"{name}.bias"]))

@@ -90,6 +90,27 @@ def to_flax(path: str, value: "torch.Tensor") -> np.ndarray:
 # --------------------------------------------------------------------------- model
 
 
+def field_embeddings(p: dict, kind: str, specs, tables: dict, ids) -> "torch.Tensor":
+  """The fields extractor in torch: one embedding per field, multi-hot fields mean-pooled over non-zero ids.
+
+  Args:
+    p: torch name -> weight (``extractor.<kind>.<field>.weight``).
+    kind: ``user`` or ``item``.
+    specs: the side's field specs.
+    tables: field name -> ``[rows, ...]`` id table.
+    ids: the user / item ids to embed.
+  """
+  parts = []
+  for s in specs:
+    x = tables[s.name][ids]
+    vecs = F.embedding(x, p[f"extractor.{kind}.{s.name}.weight"])
+    if s.kind == "multi":
+      mask = (x > 0).unsqueeze(-1).to(vecs.dtype)
+      vecs = (vecs * mask).sum(-2) / mask.sum(-2).clamp(min=1.0)
+    parts.append(vecs)
+  return torch.cat(parts, dim=-1)
+
+
 def _model_class():
   class TorchRecModel(nn.Module):
     """`RecModel` with an ``mlp`` head in PyTorch; forward for one task (one user, N items)."""
@@ -116,19 +137,8 @@ def _model_class():
       """Scores ``items`` ``[N]`` for ``user`` (a 0-d id); ``params`` overrides named weights."""
       p = params if params is not None else dict(self.named_parameters())
 
-      def fields(kind, specs, tables, ids):
-        parts = []
-        for s in specs:
-          x = tables[s.name][ids]
-          vecs = F.embedding(x, p[f"extractor.{kind}.{s.name}.weight"])
-          if s.kind == "multi":
-            mask = (x > 0).unsqueeze(-1).to(vecs.dtype)
-            vecs = (vecs * mask).sum(-2) / mask.sum(-2).clamp(min=1.0)
-          parts.append(vecs)
-        return torch.cat(parts, dim=-1)
-
-      f_u = fields("user", self.user_specs, self.user_tables, user)
-      f_i = fields("item", self.item_specs, self.item_tables, items)
+      f_u = field_embeddings(p, "user", self.user_specs, self.user_tables, user)
+      f_i = field_embeddings(p, "item", self.item_specs, self.item_tables, items)
       if self.hidden:  # the first layer's user half once per task, as the JAX head (`PairDense`) does
         w, d_u = p["head.dense_0.weight"], f_u.shape[-1]
         x = F.relu(F.linear(f_i, w[:, d_u:]) + F.linear(f_u, w[:, :d_u], p["head.dense_0.bias"]).unsqueeze(-2))

@@ -172,6 +172,17 @@ def training_lowers_the_query_loss(c: Case, steps: int = 40, lr: float = 3e-3) -
   return before, after
 
 
+# Every check above by name (a test module parametrises over the ones it runs).
+CHECKS: dict[str, Callable[[Case], Any]] = {
+    "finite_and_shaped": scores_are_finite_and_shaped,
+    "vmapped_equals_loop": vmapped_equals_loop,
+    "padding_changes_nothing": padding_changes_nothing,
+    "empty_support_gives_the_prior": empty_support_gives_the_prior,
+    "loo_equals_scoring_without_the_item": loo_equals_scoring_without_the_item,
+    "training_lowers_the_query_loss": training_lowers_the_query_loss,
+}
+
+
 def run_all(c: Case) -> None:
   """Every check above, in one call (for methods with no check of their own to add)."""
   scores_are_finite_and_shaped(c)

@@ -18,14 +18,7 @@ from metarec_jax.models.extractor import MLP
 from tests.methods import conditioned_checks as checks
 
 CASES = {"lwa": checks.case("lwa"), "nlba": checks.case("nlba")}
-SHARED = {
-    "finite_and_shaped": checks.scores_are_finite_and_shaped,
-    "vmapped_equals_loop": checks.vmapped_equals_loop,
-    "padding_changes_nothing": checks.padding_changes_nothing,
-    "empty_support_gives_the_prior": checks.empty_support_gives_the_prior,
-    "loo_equals_scoring_without_the_item": checks.loo_equals_scoring_without_the_item,
-    "training_lowers_the_query_loss": checks.training_lowers_the_query_loss,
-}
+SHARED = checks.CHECKS
 
 
 @pytest.mark.parametrize("check", list(SHARED))
