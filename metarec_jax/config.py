@@ -70,6 +70,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.positive_threshold = 4.0    # implicit: a rating / play count >= this is a positive
   c.data.negatives_per_positive = 4  # implicit: sampled negatives joined to every support / query positive
   c.data.negative_sampling = "uniform"  # implicit: uniform | popularity (weight = training positives + 1)
+  c.data.negative_sampler = "matrix"  # implicit: matrix (dense seen matrix, Gumbel top-k) | sorted (per-user
+                                     # sorted lists, no [users, items] array; see data.negatives)
+  c.data.history_cap = 0             # > 0: a task longer than this trains on a seeded window of this many
+                                     # ratings per batch instead of padding every task to the longest history
   c.data.synthetic = ml_collections.ConfigDict(dict(
       num_users=1200, num_items=400, latent_dim=6, feature_share=0.35, cold_user_share=0.25,
       cold_item_share=0.25, min_ratings=16, max_ratings=40, noise=0.3, seed=0))
@@ -119,6 +123,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 250
   c.train.devices = 1                # devices the task batch is sharded over (0: all local devices)
   c.train.item_cold_share = 0.0      # per batch, hide ids/stats of this share of items (item-cold simulation)
+  c.train.vectorize = False          # train each method's seeds as one vmapped program (`meta.population`)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.metrics = METRICS
