@@ -3,7 +3,9 @@
 `run` validates the config, opens the run folder, and for each seed
 prepares the data, then for each method restores or fits it (validation
 selection, checkpoints, resume: `methods`, `train.loop`), evaluates it on
-every scenario and records the rows. A run killed at any point resumes from
+every scenario and records the rows. With ``train.vectorize`` the learned
+methods' seeds first train together, one population per method
+(`train_populations`). A run killed at any point resumes from
 its checkpoints and finishes with the same numbers as one that was not.
 """
 
@@ -16,7 +18,9 @@ import ml_collections
 
 from metarec_jax import config as cfg_lib
 from metarec_jax.eval.evaluate import evaluate_fitted
-from metarec_jax.methods import FitContext, resolve_all
+from metarec_jax.meta.population import PopulationMismatch
+from metarec_jax.methods import FitContext, Method, resolve_all
+from metarec_jax.methods.learned import LearnedMethod
 from metarec_jax.methods.registry import origins
 from metarec_jax.prepared import (MAIN_VALID, TRAIN_USERS, Prepared, load_dataset, prepare, support_size,
                                   with_model_inputs)
@@ -56,12 +60,22 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
       f"({config.data.protocol}), query {config.data.query_size}, support {support_size(config.data)}")
   data = with_model_inputs(load_dataset(config.data), config)
   rows, curves = [], []
+  contexts: dict[int, FitContext] = {}
+
+  def context(seed: int) -> FitContext:
+    if seed not in contexts:
+      prep = prepare(config, seed, data)
+      say(f"seed {seed}: {prep.train.num_tasks} meta-training tasks, {prep.valid_batch.num_tasks} validation; "
+          + ", ".join(f"{s} {b.num_tasks}" for s, b in prep.test_batches.items()))
+      contexts[seed] = FitContext(config, prep, seed, run=rd, progress=progress, on_step=on_step,
+                                  restore_only=reevaluate, methods={m.name: m for m in methods})
+    return contexts[seed]
+
+  if config.train.vectorize and len(seeds) > 1 and not reevaluate:
+    train_populations(methods, [context(s) for s in seeds], rd, say)
   for seed in seeds:
-    prep = prepare(config, seed, data)
-    say(f"seed {seed}: {prep.train.num_tasks} meta-training tasks, {prep.valid_batch.num_tasks} validation; "
-        + ", ".join(f"{s} {b.num_tasks}" for s, b in prep.test_batches.items()))
-    ctx = FitContext(config, prep, seed, run=rd, progress=progress, on_step=on_step, restore_only=reevaluate,
-                     methods={m.name: m for m in methods})
+    ctx = context(seed)
+    prep = ctx.prep
     for method in methods:
       record = rd.read_part(method.name, seed) if rd is not None and not reevaluate else None
       if record is None:
@@ -72,6 +86,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
           rd.write_part(method.name, seed, {**record, "selection": fitted.selection, "selected_on": prep.selection})
       rows.extend(record["rows"])
       curves.extend(record.get("support_curve", []))
+    del contexts[seed]  # one seed's data and fitted methods at a time
   results = {"rows": rows}
   if curves:
     results["support_curve"] = curves
@@ -79,6 +94,32 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
     rd.write_results(results, results_markdown(results, config))
   say(markdown_table(results, config.eval.metrics))
   return results
+
+
+def train_populations(methods: Sequence[Method], contexts: list[FitContext], rd: RunDir | None,
+                      say: Callable[..., None] = print) -> None:
+  """``train.vectorize``: trains each learned method's unfinished seeds as one population.
+
+  A method whose seeds cannot train together (its own model, sharded steps,
+  data of different shapes across seeds) is left to the seed loop, which
+  trains its seeds one by one; the run says why.
+  """
+  done: set[str] = set()
+  for method in methods:
+    if not isinstance(method, LearnedMethod) or method.checkpoint in done:
+      continue
+    pending = [c for c in contexts if rd is None or rd.read_part(method.name, c.seed) is None]
+    if len(pending) < 2:
+      continue
+    why = method.population_blocker()
+    if not why:
+      try:
+        method.train_seeds(pending)
+        done.add(method.checkpoint)
+        continue
+      except PopulationMismatch as e:
+        why = str(e)
+    say(f"{method.name}: seeds {', '.join(str(c.seed) for c in pending)} train one by one: {why}")
 
 
 def evaluate_workdir(workdir: str | pathlib.Path, *, progress: bool = True, verbose: bool = False,

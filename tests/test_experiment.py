@@ -89,6 +89,40 @@ def test_interrupted_run_resumes_to_the_same_params_and_results(tmp_path):
   assert tree_allclose(a["best"], b["best"], rtol=0, atol=0)
 
 
+def test_vectorized_seeds_equal_separate_runs_and_resume(finished_run, tmp_path):
+  """train.vectorize: maml's seeds 0 and 1 as one population, killed at step 5 and resumed."""
+  c0, _, separate = finished_run
+  c = tiny_config()
+  c.methods = ("maml",)
+  c.num_seeds = 2
+  c.train.vectorize = True
+  wd = tmp_path / "vectorized"
+
+  class Killed(Exception):
+    pass
+
+  def kill_at_step_5(name, seed, step):
+    if step == 5:
+      raise Killed
+
+  with pytest.raises(Killed):
+    experiment.run(c, wd, progress=False, verbose=False, on_step=kill_at_step_5)
+  assert {d.name for d in (wd / "checkpoints").iterdir()} == {"maml__seed0", "maml__seed1"}
+  rows = experiment.run(c, wd, progress=False, verbose=False)["rows"]
+  # member 0 is seed 0 of the separate run (its own offset, stream and data; float tolerance)
+  ref = [r for r in separate["rows"] if r["method"] == "maml"]
+  got = [r for r in rows if r["seed"] == 0]
+  assert [(r["scenario"], r["tasks"]) for r in got] == [(r["scenario"], r["tasks"]) for r in ref]
+  for a, b in zip(got, ref):
+    np.testing.assert_allclose([a[k] for k in c0.eval.metrics], [b[k] for k in c0.eval.metrics], rtol=1e-5)
+  seed1 = [r for r in rows if r["seed"] == 1]
+  assert len(seed1) == len(got) and all(a["mae"] != b["mae"] for a, b in zip(seed1, got))
+  log = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
+  assert {r["seed"] for r in log if r.get("method") == "maml" and r.get("step") == 12 and "loss" in r} == {0, 1}
+  # each member's checkpoint is an ordinary one: re-evaluation restores it seed by seed
+  assert experiment.evaluate_workdir(wd, progress=False)["rows"] == rows
+
+
 def test_smoke_quickstart_shrunk(tmp_path):
   c = load_experiment(REPO / "experiments" / "quickstart.py")
   shrink = tiny_config()

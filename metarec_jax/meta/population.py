@@ -13,9 +13,13 @@ different order). The task set and the features are shared.
       states, metrics = step(states, tasks, features)     # metrics["loss"]: [N]
     member_1 = population_member(states, 1)               # a plain MetaTrainState
 
-This is the engine's building block for vectorised seeds; wiring it into
-`metarec run` (one checkpoint and selection per member) is the scale issue's
-next step.
+When the members also differ in their data (each seed has its own split:
+its own task set and derived feature columns) or in scalars a step is built
+from (the mean training rating a model starts from), `make_member_step`
+vmaps a step *built inside the trace* from per-member arguments over
+stacked tasks and features (`stack_members`, `pad_task_length`):
+`metarec run --vectorize` trains a method's seeds this way
+(`train.population`, `methods.learned.train_population`).
 
 Measured on the 2-core CPU (MeLU-shaped workload, 32 tasks × (20 + 10), MeLU's
 learner; mean of 20 steps after the first call, `python benchmarks/population_step.py`, 2026-12-03):
@@ -37,7 +41,7 @@ import optax
 
 from metarec_jax.meta.learners import LearnerSpec
 from metarec_jax.meta.step import MetaTrainState, init_state, make_meta_train_step
-from metarec_jax.types import PredictFn
+from metarec_jax.types import PredictFn, TaskSet
 
 
 def init_population(params: Sequence[Any], optimizer: optax.GradientTransformation,
@@ -88,3 +92,56 @@ def make_population_step(spec: LearnerSpec, predict: PredictFn, optimizer: optax
       raise ValueError(f"make_population_step takes no {key!r}: the population runs as one jitted program")
   step = make_meta_train_step(spec, predict, optimizer, jit=False, **step_kwargs)
   return jax.jit(jax.vmap(step, in_axes=(0, None, None)), donate_argnums=(0,))
+
+
+class PopulationMismatch(ValueError):
+  """The members' data differ in structure or shape, so they cannot be stacked into one program."""
+
+
+def make_member_step(member_step: Callable) -> Callable:
+  """``step(states, tasks, features, *args)``: ``member_step`` vmapped over a leading member axis of every argument.
+
+  ``member_step(state, tasks, features, *args) -> (state, metrics)`` may
+  build its step from its arguments inside the trace (per-member scalars such
+  as a model's starting offset are then traced values, so one program serves
+  members whose steps differ only in those values). The states are donated.
+  """
+  return jax.jit(jax.vmap(member_step), donate_argnums=(0,))
+
+
+def pad_task_length(tasks: TaskSet, length: int) -> TaskSet:
+  """``tasks`` padded to ``length`` ratings per task (padding never changes a task's splits: `data.tasks`).
+
+  Raises:
+    ValueError: ``length`` is shorter than the task set's padded length.
+  """
+  extra = length - tasks.items.shape[1]
+  if extra < 0:
+    raise ValueError(f"cannot pad tasks of length {tasks.items.shape[1]} to {length}")
+  if extra == 0:
+    return tasks
+  pad = lambda x: jnp.pad(x, ((0, 0), (0, extra)))
+  return tasks.replace(items=pad(tasks.items), ratings=pad(tasks.ratings))
+
+
+def stack_members(trees: Sequence[Any], what: str) -> Any:
+  """One tree with a leading member axis from the members' trees (same structure, shapes and dtypes).
+
+  Args:
+    trees: one tree per member.
+    what: what the trees are, for the error message (``"task sets"``).
+
+  Raises:
+    PopulationMismatch: the trees differ in structure, or a leaf differs in
+      shape or dtype (the message names the leaf and the members' shapes).
+  """
+  structures = {jax.tree_util.tree_structure(t) for t in trees}
+  if len(structures) != 1:
+    raise PopulationMismatch(f"the members' {what} differ in structure; a population needs identical structures")
+  flat = [jax.tree_util.tree_flatten_with_path(t)[0] for t in trees]
+  for leaves in zip(*flat):
+    shapes = [(tuple(x.shape), str(x.dtype)) for _, x in leaves]
+    if len(set(shapes)) != 1:
+      raise PopulationMismatch(f"the members' {what} differ at {jax.tree_util.keystr(leaves[0][0])}: "
+                       + ", ".join(f"member {i} {shape} {dtype}" for i, (shape, dtype) in enumerate(shapes)))
+  return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)

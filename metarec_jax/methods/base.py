@@ -231,3 +231,7 @@ class FitContext:
     value = train()
     self._trained[owner] = (config, value)
     return value
+
+  def remember(self, owner: str, config: ml_collections.ConfigDict, value: Any) -> None:
+    """Records what training ``owner`` returned for this seed (population training trains seeds together)."""
+    self._trained[owner] = (config, value)

@@ -8,6 +8,7 @@ import zlib
 from typing import Any, Callable, ClassVar
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -21,12 +22,14 @@ from metarec_jax.meta.factored import MODES as FACTORED_MODES
 from metarec_jax.meta.inner import flatten, unflatten
 from metarec_jax.meta.learners import LEARNERS, LearnerSpec, init_meta_params, learner_spec
 from metarec_jax.meta.losses import LOSSES
+from metarec_jax.meta.population import init_population, make_member_step, pad_task_length, stack_members
 from metarec_jax.meta.step import init_state, make_meta_train_step, make_optimizer, task_mesh
 from metarec_jax.methods.base import FitContext, Fitted, Method, Predictions
 from metarec_jax.models import registry as model_registry
 from metarec_jax.models.model import RecModel, init_params, make_predict
 from metarec_jax.prepared import MAIN_VALID, Prepared
 from metarec_jax.train.loop import LoopSettings, train_loop
+from metarec_jax.train.population import train_population
 from metarec_jax.types import Features, MetaParams, PredictFn
 
 # --------------------------------------------------------------------------- the model and the learner from a config
@@ -282,6 +285,36 @@ def default_parts(config: ml_collections.ConfigDict, prep: Prepared) -> ModelPar
                     spec_of(config))
 
 
+def outer_optimizer(config: ml_collections.ConfigDict, params: MetaParams) -> optax.GradientTransformation:
+  """``config.optimizer``, with ``model.freeze``'s params left untouched."""
+  optimizer = make_optimizer(config.optimizer.name, config.optimizer.lr, config.optimizer.clip_norm,
+                             config.optimizer.weight_decay)
+  if config.model.freeze:
+    optimizer = optax.multi_transform({"train": optimizer, "freeze": optax.set_to_zero()},
+                                      freeze_labels(params, config.model.freeze))
+  return optimizer
+
+
+def step_options(config: ml_collections.ConfigDict, prep: Prepared, mean: Any = None) -> dict[str, Any]:
+  """The keyword arguments of the train step of ``config`` on ``prep`` (`meta.step.make_meta_train_step`).
+
+  ``mean`` replaces the mean training rating that item-cold simulation
+  (``train.item_cold_share``) gives hidden items (a traced value in a population).
+  """
+  t = config.train
+  augment = None
+  if t.item_cold_share > 0:
+    share, mu = float(t.item_cold_share), prep.stats.mean if mean is None else mean
+    augment = lambda key, features: hide_items(features, key, share, mu)
+  return dict(tasks_per_batch=t.tasks_per_batch, query_size=config.data.query_size, support_size=prep.support_size,
+              tasks_per_chunk=config.meta.tasks_per_chunk, augment=augment,
+              negatives_per_positive=loss_options(config)["negatives_per_positive"])
+
+
+def _validator_of(config: ml_collections.ConfigDict, prep: Prepared, spec: LearnerSpec, predictor: Callable) -> Callable:
+  return validator(predictor, prep, prep.features, spec.inner_lr, config.eval.tasks_per_chunk)
+
+
 def train_model(config: ml_collections.ConfigDict, ctx: FitContext, owner: str,
                 parts: ModelParts | None = None) -> Trained:
   """Meta-trains the model and learner of ``config`` with validation selection (`train.loop`).
@@ -297,29 +330,64 @@ def train_model(config: ml_collections.ConfigDict, ctx: FitContext, owner: str,
   model, predict, spec = parts.model, parts.predict, parts.spec
   k_init, k_run = jax.random.split(method_key(ctx.seed, owner))
   params = init_meta_params(spec, parts.init(prep.features, k_init))
-  optimizer = make_optimizer(config.optimizer.name, config.optimizer.lr, config.optimizer.clip_norm,
-                             config.optimizer.weight_decay)
-  if config.model.freeze:
-    optimizer = optax.multi_transform({"train": optimizer, "freeze": optax.set_to_zero()},
-                                      freeze_labels(params, config.model.freeze))
+  optimizer = outer_optimizer(config, params)
   state = init_state(params, optimizer, k_run)
-  augment = None
-  if t.item_cold_share > 0:
-    share, mu = float(t.item_cold_share), float(prep.stats.mean)
-    augment = lambda key, features: hide_items(features, key, share, mu)
   mesh = task_mesh(t.devices) if t.devices != 1 and jax.device_count() > 1 else None
   make_step = parts.make_step or make_meta_train_step
-  step_fn = make_step(spec, predict, optimizer, tasks_per_batch=t.tasks_per_batch,
-                      query_size=config.data.query_size, support_size=prep.support_size,
-                      tasks_per_chunk=config.meta.tasks_per_chunk, augment=augment, mesh=mesh,
-                      negatives_per_positive=loss_options(config)["negatives_per_positive"])
+  step_fn = make_step(spec, predict, optimizer, mesh=mesh, **step_options(config, prep))
   predictor = make_adapted_predictor(spec, predict)
   sel = train_loop(owner, ctx.seed, state, step_fn, prep.train, prep.features, sets=list(prep.valid_batches),
-                   validate=validator(predictor, prep, prep.features, spec.inner_lr, config.eval.tasks_per_chunk),
-                   settings=LoopSettings.from_config(t), ckpt_dir=ctx.checkpoint_dir(owner), log=ctx.log,
-                   progress=ctx.progress, on_step=ctx.on_step, restore_only=ctx.restore_only,
-                   selection_key=selection_key(prep), mesh=mesh)
+                   validate=_validator_of(config, prep, spec, predictor), settings=LoopSettings.from_config(t),
+                   ckpt_dir=ctx.checkpoint_dir(owner), log=ctx.log, progress=ctx.progress, on_step=ctx.on_step,
+                   restore_only=ctx.restore_only, selection_key=selection_key(prep), mesh=mesh)
   return Trained(model, predict, spec, sel.best, sel.best_val, sel.best_step, predictor)
+
+
+def train_population_model(config: ml_collections.ConfigDict, ctxs: list[FitContext], owner: str) -> list[Trained]:
+  """`train_model` of the config's `RecModel` for several seeds at once: one vmapped program (`train.population`).
+
+  Member ``i`` is seed ``ctxs[i].seed``: its own initial params and PRNG
+  stream (`method_key`), its own task set and feature columns (stacked; task
+  lengths padded to the longest), its own model offset and item-cold mean
+  (traced into the step it builds), its own validation selection and
+  checkpoint folder. The numbers equal `train_model`'s for each seed to float
+  tolerance (vmapped matmuls may sum in another order).
+
+  Raises:
+    PopulationMismatch: the seeds' task sets or feature tables differ in
+      shape (the message names the array); callers train the seeds one by one then.
+  """
+  preps = [c.prep for c in ctxs]
+  spec = spec_of(config)
+  parts = [default_parts(config, p) for p in preps]
+  length = max(p.train.max_length for p in preps)
+  tasks = stack_members([pad_task_length(p.train, length) for p in preps], "meta-training task sets")
+  features = stack_members([p.features for p in preps], "feature tables")
+  keys = [jax.random.split(method_key(c.seed, owner)) for c in ctxs]
+  params = [init_meta_params(spec, pt.init(p.features, k[0])) for pt, p, k in zip(parts, preps, keys)]
+  optimizer = outer_optimizer(config, params[0])
+  states = init_population(params, optimizer, [k[1] for k in keys])
+  offsets = jnp.asarray([score_offset(p) for p in preps], jnp.float32)
+  means = jnp.asarray([p.stats.mean for p in preps], jnp.float32)
+  data, first = preps[0].data, preps[0]
+
+  def member(state, tasks, features, offset, mean):
+    model = build_model(config, data, offset)  # default_parts' model, with this member's offset
+    step = make_meta_train_step(spec, predict_of(config, model), optimizer, jit=False,
+                                **step_options(config, first, mean))
+    return step(state, tasks, features)
+
+  step = make_member_step(member)
+  predictors = [make_adapted_predictor(spec, pt.predict) for pt in parts]
+  ctx = ctxs[0]
+  sels = train_population(owner, [c.seed for c in ctxs], states, lambda s, t, f: step(s, t, f, offsets, means),
+                          tasks, features, sets=list(first.valid_batches),
+                          validates=[_validator_of(config, p, spec, pr) for p, pr in zip(preps, predictors)],
+                          settings=LoopSettings.from_config(config.train),
+                          ckpt_dirs=[c.checkpoint_dir(owner) for c in ctxs], log=ctx.log, progress=ctx.progress,
+                          on_step=ctx.on_step, selection_key=selection_key(first))
+  return [Trained(pt.model, pt.predict, spec, sel.best, sel.best_val, sel.best_step, pr)
+          for pt, sel, pr in zip(parts, sels, predictors)]
 
 
 class LearnedMethod(Method):
@@ -351,6 +419,25 @@ class LearnedMethod(Method):
     """Trains (or restores) the method's model, once per checkpoint and seed."""
     return ctx.trained(self.checkpoint, self.config,
                        lambda: train_model(self.config, ctx, self.checkpoint, self.parts(ctx.prep)))
+
+  def population_blocker(self) -> str:
+    """Why the method's seeds cannot train as one population (`train_population_model`); empty: they can."""
+    cls = type(self)
+    if cls.parts is not LearnedMethod.parts or cls.train is not LearnedMethod.train:
+      return f"{self.name} trains its own model, not the config's RecModel"
+    if self.config.train.devices != 1 and jax.device_count() > 1:
+      return f"{self.name} shards each step over devices (train.devices={self.config.train.devices})"
+    return ""
+
+  def train_seeds(self, ctxs: list[FitContext]) -> None:
+    """Trains the method's seeds as one population and hands each seed's context its `Trained`.
+
+    Raises:
+      PopulationMismatch: the seeds' data differ in shape (see `train_population_model`).
+    """
+    trained = train_population_model(self.config, ctxs, self.checkpoint)
+    for ctx, value in zip(ctxs, trained):
+      ctx.remember(self.checkpoint, self.config, value)
 
 
 class MetaLearner(LearnedMethod):

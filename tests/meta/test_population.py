@@ -8,8 +8,9 @@ import optax
 import pytest
 
 from metarec_jax.meta import init_meta_params, init_state, learner_spec, make_meta_train_step
-from metarec_jax.meta.population import (init_population, make_population_step, population_member,
-                                         population_size)
+from metarec_jax.data.tasks import sample_batch
+from metarec_jax.meta.population import (PopulationMismatch, init_population, make_population_step,
+                                         pad_task_length, population_member, population_size, stack_members)
 from metarec_jax.models import init_params
 from tests.conftest import tree_allclose
 
@@ -58,3 +59,29 @@ def test_bad_populations_are_refused(tiny_setup):
     init_population([], opt, [])
   with pytest.raises(ValueError, match="takes no 'mesh'"):
     make_population_step(spec, predict, opt, mesh=None, **SHAPES)
+
+
+def test_padding_task_lengths_draws_the_same_batches(tiny_setup):
+  tasks = tiny_setup[4]
+  padded = pad_task_length(tasks, tasks.max_length + 7)
+  assert padded.max_length == tasks.max_length + 7
+  key = jax.random.PRNGKey(3)
+  a, b = (sample_batch(t, key, 8, 5, 6) for t in (tasks, padded))
+  assert tree_allclose(a, b, rtol=0, atol=0)
+
+
+def test_stacking_members_of_different_shapes_names_the_array(tiny_setup):
+  tasks = tiny_setup[4]
+  stacked = stack_members([tasks, tasks], "task sets")
+  assert stacked.items.shape == (2,) + tasks.items.shape
+  with pytest.raises(PopulationMismatch, match=r"task sets differ at .*items.*member 1"):
+    stack_members([tasks, pad_task_length(tasks, tasks.max_length + 1)], "task sets")
+
+
+def test_which_methods_train_their_seeds_as_a_population():
+  from metarec_jax.methods import resolve
+  from tests.conftest import tiny_config
+  c = tiny_config()
+  assert resolve("maml", c).population_blocker() == ""
+  assert resolve("melu", c).population_blocker() == ""
+  assert "own model" in resolve("tanp", c).population_blocker()
