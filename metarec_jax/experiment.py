@@ -4,8 +4,8 @@
 prepares the data, then for each method restores or fits it (validation
 selection, checkpoints, resume: `methods`, `train.loop`), evaluates it on
 every scenario and records the rows. With ``train.vectorize`` the learned
-methods' seeds first train together, one population per method
-(`train_populations`). A run killed at any point resumes from
+methods' seeds (and variants that differ only in their rates) first train
+together as populations (`train_populations`). A run killed at any point resumes from
 its checkpoints and finishes with the same numbers as one that was not.
 """
 
@@ -20,7 +20,7 @@ from metarec_jax import config as cfg_lib
 from metarec_jax.eval.evaluate import evaluate_fitted
 from metarec_jax.meta.population import PopulationMismatch
 from metarec_jax.methods import FitContext, Method, resolve_all
-from metarec_jax.methods.learned import LearnedMethod
+from metarec_jax.methods.learned import LearnedMethod, population_compatible, train_population_model
 from metarec_jax.methods.registry import origins
 from metarec_jax.prepared import (MAIN_VALID, TRAIN_USERS, Prepared, load_dataset, prepare, support_size,
                                   with_model_inputs)
@@ -98,28 +98,45 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
 
 def train_populations(methods: Sequence[Method], contexts: list[FitContext], rd: RunDir | None,
                       say: Callable[..., None] = print) -> None:
-  """``train.vectorize``: trains each learned method's unfinished seeds as one population.
+  """``train.vectorize``: trains the learned methods' unfinished seeds as populations.
 
-  A method whose seeds cannot train together (its own model, sharded steps,
-  data of different shapes across seeds) is left to the seed loop, which
-  trains its seeds one by one; the run says why.
+  One population per group of methods whose configs differ only in
+  `methods.learned.POPULATION_KEYS` (a grid of rates as variants), each
+  with every unfinished seed. A method whose seeds cannot train together (its
+  own model, sharded steps, data of different shapes across seeds) is left to
+  the seed loop, which trains it seed by seed; the run says why.
   """
-  done: set[str] = set()
+  groups: list[list[tuple[LearnedMethod, list[FitContext]]]] = []
+  owners: set[str] = set()
   for method in methods:
-    if not isinstance(method, LearnedMethod) or method.checkpoint in done:
+    if not isinstance(method, LearnedMethod) or method.checkpoint in owners:
       continue
     pending = [c for c in contexts if rd is None or rd.read_part(method.name, c.seed) is None]
-    if len(pending) < 2:
+    if not pending:
       continue
     why = method.population_blocker()
-    if not why:
-      try:
-        method.train_seeds(pending)
-        done.add(method.checkpoint)
-        continue
-      except PopulationMismatch as e:
-        why = str(e)
-    say(f"{method.name}: seeds {', '.join(str(c.seed) for c in pending)} train one by one: {why}")
+    if why:
+      say(f"{method.name}: trains seed by seed: {why}")
+      continue
+    owners.add(method.checkpoint)
+    group = next((g for g in groups if population_compatible(g[0][0].config, method.config)), None)
+    if group is None:
+      groups.append([(method, pending)])
+    else:
+      group.append((method, pending))
+  for group in groups:
+    members = [(m, c) for m, pending in group for c in pending]
+    if len(members) < 2:
+      continue
+    say(f"population: {', '.join(m.name for m, _ in group)} x seeds "
+        f"{', '.join(sorted({str(c.seed) for _, c in members}))}: {len(members)} members, one program")
+    try:
+      trained = train_population_model([(m.config, c, m.checkpoint) for m, c in members])
+    except PopulationMismatch as e:
+      say(f"{', '.join(m.name for m, _ in group)}: train seed by seed: {e}")
+      continue
+    for (m, c), value in zip(members, trained):
+      m.remember_trained(c, value)
 
 
 def evaluate_workdir(workdir: str | pathlib.Path, *, progress: bool = True, verbose: bool = False,

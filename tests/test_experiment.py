@@ -89,11 +89,12 @@ def test_interrupted_run_resumes_to_the_same_params_and_results(tmp_path):
   assert tree_allclose(a["best"], b["best"], rtol=0, atol=0)
 
 
-def test_vectorized_seeds_equal_separate_runs_and_resume(finished_run, tmp_path):
-  """train.vectorize: maml's seeds 0 and 1 as one population, killed at step 5 and resumed."""
+def test_vectorized_seeds_and_rates_equal_separate_runs_and_resume(finished_run, tmp_path):
+  """train.vectorize: maml and a variant at other rates, seeds 0 and 1: one population of 4, killed and resumed."""
   c0, _, separate = finished_run
   c = tiny_config()
-  c.methods = ("maml",)
+  c.methods = ("maml", "fast")
+  c.variants.fast = ("meta.inner_lr=0.3", "optimizer.lr=0.003")
   c.num_seeds = 2
   c.train.vectorize = True
   wd = tmp_path / "vectorized"
@@ -107,18 +108,23 @@ def test_vectorized_seeds_equal_separate_runs_and_resume(finished_run, tmp_path)
 
   with pytest.raises(Killed):
     experiment.run(c, wd, progress=False, verbose=False, on_step=kill_at_step_5)
-  assert {d.name for d in (wd / "checkpoints").iterdir()} == {"maml__seed0", "maml__seed1"}
+  assert {d.name for d in (wd / "checkpoints").iterdir()} == {f"{m}__seed{s}" for m in c.methods for s in (0, 1)}
   rows = experiment.run(c, wd, progress=False, verbose=False)["rows"]
-  # member 0 is seed 0 of the separate run (its own offset, stream and data; float tolerance)
-  ref = [r for r in separate["rows"] if r["method"] == "maml"]
-  got = [r for r in rows if r["seed"] == 0]
-  assert [(r["scenario"], r["tasks"]) for r in got] == [(r["scenario"], r["tasks"]) for r in ref]
-  for a, b in zip(got, ref):
-    np.testing.assert_allclose([a[k] for k in c0.eval.metrics], [b[k] for k in c0.eval.metrics], rtol=1e-5)
-  seed1 = [r for r in rows if r["seed"] == 1]
-  assert len(seed1) == len(got) and all(a["mae"] != b["mae"] for a, b in zip(seed1, got))
+  # each member equals its separate run (own offset, rates, PRNG stream and data; float tolerance)
+  c1 = tiny_config()
+  c1.methods = ("fast",)
+  c1.variants.fast = c.variants.fast
+  fast = experiment.run(c1, None, progress=False, verbose=False)["rows"]
+  for name, ref in (("maml", [r for r in separate["rows"] if r["method"] == "maml"]), ("fast", fast)):
+    got = [r for r in rows if r["seed"] == 0 and r["method"] == name]
+    assert [(r["scenario"], r["tasks"]) for r in got] == [(r["scenario"], r["tasks"]) for r in ref]
+    for a, b in zip(got, ref):
+      np.testing.assert_allclose([a[k] for k in c0.eval.metrics], [b[k] for k in c0.eval.metrics], rtol=1e-5)
+  by = {(r["method"], r["seed"], r["scenario"]): r["mae"] for r in rows}
+  assert len(set(by.values())) == len(by) == 2 * 2 * len(c.eval.scenarios)  # the members really differ
   log = [json.loads(line) for line in (wd / "metrics.jsonl").read_text().splitlines()]
-  assert {r["seed"] for r in log if r.get("method") == "maml" and r.get("step") == 12 and "loss" in r} == {0, 1}
+  assert {(r["method"], r["seed"]) for r in log if r.get("step") == 12 and "loss" in r} == {
+      (m, s) for m in c.methods for s in (0, 1)}
   # each member's checkpoint is an ordinary one: re-evaluation restores it seed by seed
   assert experiment.evaluate_workdir(wd, progress=False)["rows"] == rows
 

@@ -29,8 +29,11 @@ class MetaTrainState:
 
 def make_optimizer(name: str = "adam", lr: float = 1e-3, clip_norm: float = 0.0,
                    weight_decay: float = 0.0) -> optax.GradientTransformation:
-  """The outer optimizer: ``adam`` (default), ``adamw`` or ``sgd``, optional clipping."""
-  if lr <= 0:
+  """The outer optimizer: ``adam`` (default), ``adamw`` or ``sgd``, optional clipping.
+
+  ``lr`` may be a traced value (a population member's rate, `meta.population`).
+  """
+  if isinstance(lr, (int, float)) and lr <= 0:
     raise ValueError(f"optimizer learning rate must be > 0, got {lr}")
   if name == "adam":
     opt = optax.adam(lr) if not weight_decay else optax.adamw(lr, weight_decay=weight_decay)

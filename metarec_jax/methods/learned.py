@@ -285,10 +285,10 @@ def default_parts(config: ml_collections.ConfigDict, prep: Prepared) -> ModelPar
                     spec_of(config))
 
 
-def outer_optimizer(config: ml_collections.ConfigDict, params: MetaParams) -> optax.GradientTransformation:
-  """``config.optimizer``, with ``model.freeze``'s params left untouched."""
-  optimizer = make_optimizer(config.optimizer.name, config.optimizer.lr, config.optimizer.clip_norm,
-                             config.optimizer.weight_decay)
+def outer_optimizer(config: ml_collections.ConfigDict, params: MetaParams, lr: Any = None) -> optax.GradientTransformation:
+  """``config.optimizer`` (at rate ``lr`` if given), with ``model.freeze``'s params left untouched."""
+  optimizer = make_optimizer(config.optimizer.name, config.optimizer.lr if lr is None else lr,
+                             config.optimizer.clip_norm, config.optimizer.weight_decay)
   if config.model.freeze:
     optimizer = optax.multi_transform({"train": optimizer, "freeze": optax.set_to_zero()},
                                       freeze_labels(params, config.model.freeze))
@@ -343,51 +343,72 @@ def train_model(config: ml_collections.ConfigDict, ctx: FitContext, owner: str,
   return Trained(model, predict, spec, sel.best, sel.best_val, sel.best_step, predictor)
 
 
-def train_population_model(config: ml_collections.ConfigDict, ctxs: list[FitContext], owner: str) -> list[Trained]:
-  """`train_model` of the config's `RecModel` for several seeds at once: one vmapped program (`train.population`).
+# Keys whose values may differ between the members of one population: they are traced into the step.
+POPULATION_KEYS = ("optimizer.lr", "meta.inner_lr")
 
-  Member ``i`` is seed ``ctxs[i].seed``: its own initial params and PRNG
-  stream (`method_key`), its own task set and feature columns (stacked; task
-  lengths padded to the longest), its own model offset and item-cold mean
-  (traced into the step it builds), its own validation selection and
-  checkpoint folder. The numbers equal `train_model`'s for each seed to float
-  tolerance (vmapped matmuls may sum in another order).
+
+def population_compatible(a: ml_collections.ConfigDict, b: ml_collections.ConfigDict) -> bool:
+  """Whether two methods' configs differ in `POPULATION_KEYS` only (their members can share one program)."""
+  fa, fb = cfg_lib.flat_keys(a), cfg_lib.flat_keys(b)
+  return all(k in POPULATION_KEYS for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+
+
+def train_population_model(members: list[tuple[ml_collections.ConfigDict, FitContext, str]]) -> list[Trained]:
+  """`train_model` of several (config, seed, owner) members at once: one vmapped program (`train.population`).
+
+  The members' configs may differ in `POPULATION_KEYS` only (outer and inner
+  rates: a grid of variants) and their seeds in their data. Each member has
+  what `train_model` would give it: its own initial params and PRNG stream
+  (`method_key` of its seed and owner), its own task set and feature columns
+  (stacked; task lengths padded to the longest), its own model offset,
+  item-cold mean and rates (traced into the step it builds), its own
+  validation selection and checkpoint folder. The numbers equal
+  `train_model`'s for each member to float tolerance (vmapped matmuls may sum
+  in another order).
 
   Raises:
-    PopulationMismatch: the seeds' task sets or feature tables differ in
-      shape (the message names the array); callers train the seeds one by one then.
+    PopulationMismatch: the members' task sets or feature tables differ in
+      shape (the message names the array); callers train them one by one then.
+    ValueError: two members' configs differ beyond `POPULATION_KEYS`.
   """
+  configs, ctxs, owners = zip(*members)
+  first_config = configs[0]
+  for c in configs[1:]:
+    if not population_compatible(first_config, c):
+      raise ValueError(f"population members may differ in {', '.join(POPULATION_KEYS)} only")
   preps = [c.prep for c in ctxs]
-  spec = spec_of(config)
-  parts = [default_parts(config, p) for p in preps]
+  specs = [spec_of(c) for c in configs]
+  parts = [default_parts(c, p) for c, p in zip(configs, preps)]
   length = max(p.train.max_length for p in preps)
   tasks = stack_members([pad_task_length(p.train, length) for p in preps], "meta-training task sets")
   features = stack_members([p.features for p in preps], "feature tables")
-  keys = [jax.random.split(method_key(c.seed, owner)) for c in ctxs]
-  params = [init_meta_params(spec, pt.init(p.features, k[0])) for pt, p, k in zip(parts, preps, keys)]
-  optimizer = outer_optimizer(config, params[0])
+  keys = [jax.random.split(method_key(ctx.seed, owner)) for ctx, owner in zip(ctxs, owners)]
+  params = [init_meta_params(s, pt.init(p.features, k[0])) for s, pt, p, k in zip(specs, parts, preps, keys)]
+  optimizer = outer_optimizer(first_config, params[0])  # its initial state does not depend on the rate
   states = init_population(params, optimizer, [k[1] for k in keys])
-  offsets = jnp.asarray([score_offset(p) for p in preps], jnp.float32)
-  means = jnp.asarray([p.stats.mean for p in preps], jnp.float32)
+  scalars = [jnp.asarray(v, jnp.float32) for v in zip(*[(score_offset(p), p.stats.mean, c.meta.inner_lr,
+                                                         c.optimizer.lr) for c, p in zip(configs, preps)])]
   data, first = preps[0].data, preps[0]
 
-  def member(state, tasks, features, offset, mean):
-    model = build_model(config, data, offset)  # default_parts' model, with this member's offset
-    step = make_meta_train_step(spec, predict_of(config, model), optimizer, jit=False,
-                                **step_options(config, first, mean))
+  def member(state, tasks, features, offset, mean, inner_lr, lr):
+    model = build_model(first_config, data, offset)  # default_parts' model, with this member's offset
+    spec = dataclasses.replace(specs[0], inner_lr=inner_lr)
+    step = make_meta_train_step(spec, predict_of(first_config, model),
+                                outer_optimizer(first_config, state.params, lr), jit=False,
+                                **step_options(first_config, first, mean))
     return step(state, tasks, features)
 
   step = make_member_step(member)
-  predictors = [make_adapted_predictor(spec, pt.predict) for pt in parts]
+  predictors = [make_adapted_predictor(s, pt.predict) for s, pt in zip(specs, parts)]
   ctx = ctxs[0]
-  sels = train_population(owner, [c.seed for c in ctxs], states, lambda s, t, f: step(s, t, f, offsets, means),
-                          tasks, features, sets=list(first.valid_batches),
-                          validates=[_validator_of(config, p, spec, pr) for p, pr in zip(preps, predictors)],
-                          settings=LoopSettings.from_config(config.train),
-                          ckpt_dirs=[c.checkpoint_dir(owner) for c in ctxs], log=ctx.log, progress=ctx.progress,
-                          on_step=ctx.on_step, selection_key=selection_key(first))
-  return [Trained(pt.model, pt.predict, spec, sel.best, sel.best_val, sel.best_step, pr)
-          for pt, sel, pr in zip(parts, sels, predictors)]
+  sels = train_population([(o, c.seed) for o, c in zip(owners, ctxs)], states,
+                          lambda s, t, f: step(s, t, f, *scalars), tasks, features, sets=list(first.valid_batches),
+                          validates=[_validator_of(c, p, s, pr) for c, p, s, pr in zip(configs, preps, specs, predictors)],
+                          settings=LoopSettings.from_config(first_config.train),
+                          ckpt_dirs=[c.checkpoint_dir(o) for c, o in zip(ctxs, owners)], log=ctx.log,
+                          progress=ctx.progress, on_step=ctx.on_step, selection_key=selection_key(first))
+  return [Trained(pt.model, pt.predict, s, sel.best, sel.best_val, sel.best_step, pr)
+          for pt, s, sel, pr in zip(parts, specs, sels, predictors)]
 
 
 class LearnedMethod(Method):
@@ -429,15 +450,9 @@ class LearnedMethod(Method):
       return f"{self.name} shards each step over devices (train.devices={self.config.train.devices})"
     return ""
 
-  def train_seeds(self, ctxs: list[FitContext]) -> None:
-    """Trains the method's seeds as one population and hands each seed's context its `Trained`.
-
-    Raises:
-      PopulationMismatch: the seeds' data differ in shape (see `train_population_model`).
-    """
-    trained = train_population_model(self.config, ctxs, self.checkpoint)
-    for ctx, value in zip(ctxs, trained):
-      ctx.remember(self.checkpoint, self.config, value)
+  def remember_trained(self, ctx: FitContext, value: Trained) -> None:
+    """Hands a seed's context the `Trained` a population produced for this method."""
+    ctx.remember(self.checkpoint, self.config, value)
 
 
 class MetaLearner(LearnedMethod):

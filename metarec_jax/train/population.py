@@ -1,4 +1,4 @@
-"""The training loop of a population: N members (a method's seeds) stepped as one program.
+"""The training loop of a population: N members (seeds, settings) stepped as one program.
 
 `train_population` is `train_loop` for a stacked state (`meta.population`):
 one ``step(states, tasks, features)`` call advances every member, and each
@@ -63,7 +63,7 @@ def _restore(managers: list[ocp.CheckpointManager], states: Any, names: list[str
   return stacked, books
 
 
-def train_population(name: str, seeds: Sequence[int], states: Any, step_fn: Callable, tasks: Any, features: Any, *,
+def train_population(members: Sequence[tuple[str, int]], states: Any, step_fn: Callable, tasks: Any, features: Any, *,
                      sets: Sequence[str], validates: Sequence[Callable[[Any], dict[str, float]]],
                      settings: LoopSettings, ckpt_dirs: Sequence[pathlib.Path | None] | None = None, log: Any = None,
                      progress: bool = True, on_step: Callable[[str, int, int], None] | None = None,
@@ -72,8 +72,7 @@ def train_population(name: str, seeds: Sequence[int], states: Any, step_fn: Call
   """Trains a stacked population with a selection, a log and a checkpoint per member.
 
   Args:
-    name: the checkpoint owner (messages, logs, progress bar).
-    seeds: member ``i``'s seed (messages, logs).
+    members: member ``i``'s checkpoint owner and seed (messages, logs).
     states: the stacked initial states (`meta.population.init_population`).
     step_fn: ``step(states, tasks, features) -> (states, metrics)`` with a
       leading member axis on every metric.
@@ -95,18 +94,19 @@ def train_population(name: str, seeds: Sequence[int], states: Any, step_fn: Call
 
   Raises:
     NonFiniteError: a member's loss, gradient norm or validation value became
-      NaN or infinite (the message names its seed); the last good checkpoints
+      NaN or infinite (the message names it); the last good checkpoints
       stay on disk.
   """
   n = population_size(states)
-  if len(seeds) != n or len(validates) != n:
-    raise ValueError(f"a population of {n} members needs {n} seeds and validators; got {len(seeds)} and "
+  if len(members) != n or len(validates) != n:
+    raise ValueError(f"a population of {n} members needs {n} names and validators; got {len(members)} and "
                      f"{len(validates)}")
   write = log.write if log is not None else (lambda **record: None)
   s = settings
   names = list(sets)
   main_set = names[0]
-  label = f"{name} seeds {', '.join(map(str, seeds))}"
+  owners = list(dict.fromkeys(name for name, _ in members))
+  label = f"{', '.join(owners)} seeds {', '.join(map(str, sorted({s for _, s in members})))}"
   managers = []
   if ckpt_dirs is not None and any(d is not None for d in ckpt_dirs):
     managers = [ocp.CheckpointManager(d.absolute(), options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
@@ -129,7 +129,7 @@ def train_population(name: str, seeds: Sequence[int], states: Any, step_fn: Call
 
   def evaluate_now(step):
     mains = []
-    for i, (seed, validate) in enumerate(zip(seeds, validates)):
+    for i, ((name, seed), validate) in enumerate(zip(members, validates)):
       params = _slice(states.params, i)
       try:
         vals = validate(params)
@@ -153,7 +153,7 @@ def train_population(name: str, seeds: Sequence[int], states: Any, step_fn: Call
   for step in range(start + 1, s.steps + 1):
     states, metrics = step_fn(states, tasks, features)
     values = {k: np.asarray(v, np.float64) for k, v in metrics.items()}
-    for i, seed in enumerate(seeds):
+    for i, (name, seed) in enumerate(members):
       bad = [k for k in ("loss", "grad_norm") if not np.isfinite(values[k][i])]
       if bad:
         saved = managers[i].latest_step() if managers else None
@@ -163,7 +163,7 @@ def train_population(name: str, seeds: Sequence[int], states: Any, step_fn: Call
       now = time.perf_counter()
       rate = (step - tick_step) * s.tasks_per_batch / max(now - tick, 1e-9)
       tick, tick_step = now, step
-      for i, seed in enumerate(seeds):
+      for i, (name, seed) in enumerate(members):
         write(method=name, seed=seed, step=step, tasks_per_s=rate, **{k: float(v[i]) for k, v in values.items()})
     if step % s.eval_every == 0 or step == s.steps:
       evaluate_now(step)
@@ -172,7 +172,7 @@ def train_population(name: str, seeds: Sequence[int], states: Any, step_fn: Call
     if managers and (step % s.checkpoint_every == 0 or step == s.steps):
       save(step)
     if on_step is not None:
-      for seed in seeds:
+      for name, seed in members:
         on_step(name, seed, step)
   bar.close()
   for m in managers:
