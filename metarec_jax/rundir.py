@@ -14,6 +14,11 @@ A run folder (``metarec run ... --workdir DIR``) holds::
 Everything that reads or writes a run folder goes through `RunDir`; files
 are written to a temporary name and renamed, so a killed write never leaves
 half a file.
+
+Under several processes (``metarec run --distributed``, `distributed`) only
+process 0 writes config, logs, parts and results; the others read the same
+folder (a shared file system) and write nothing but their share of the
+checkpoints (orbax, `train.loop`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 import pathlib
 from typing import Any, Iterator
 
+import jax
 import ml_collections
 
 from metarec_jax import config as cfg_lib
@@ -63,13 +69,17 @@ class RunDir:
   """The owner of one run folder: config, logs, checkpoints, parts and results.
 
   Use `RunDir.create` to start or resume a run with a config, `RunDir.open`
-  to read a finished one.
+  to read a finished one. Under several processes only process 0 writes
+  (``writer``); every process resumes from the same parts (those present
+  when the run started), so all of them fit the same methods.
   """
 
   def __init__(self, path: str | pathlib.Path, config: ml_collections.ConfigDict):
     self.path = pathlib.Path(path)
     self.config = config
-    self.log = JsonlLog(self.path / METRICS)
+    self.writer = jax.process_index() == 0
+    self.log = JsonlLog(self.path / METRICS if self.writer else None)
+    self._resumable: frozenset[str] | None = None  # several processes: the parts present at the start
 
   # ------------------------------------------------------------------ opening
 
@@ -91,6 +101,7 @@ class RunDir:
     path = pathlib.Path(path)
     config = cfg_lib.canonical(config)
     saved = path / CONFIG
+    writer = jax.process_index() == 0
     if saved.exists():
       old = cfg_lib.from_json(saved.read_text())
       changes = cfg_lib.diff(old, config)
@@ -99,12 +110,17 @@ class RunDir:
         raise cfg_lib.ConfigError(
             f"workdir {path} holds a run with a different config{finished}:\n  " + "\n  ".join(changes)
             + "\nUse another --workdir, or delete this one to start over.")
-    else:
+    elif writer:
       path.mkdir(parents=True, exist_ok=True)
       write_text(saved, cfg_lib.to_json(config))
-    if origins:
+    if origins and writer:
       write_text(path / RUN, json.dumps({"imports": list(origins)}, indent=1))
-    return cls(path, config)
+    rd = cls(path, config)
+    if jax.process_count() > 1:
+      rd._resumable = frozenset(p.name for p in (path / PARTS).glob("*.json"))
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices(f"metarec RunDir.create {path.name}")  # no part written before all saw them
+    return rd
 
   @classmethod
   def open(cls, path: str | pathlib.Path) -> "RunDir":
@@ -126,7 +142,8 @@ class RunDir:
   def rewrite_config(self, config: ml_collections.ConfigDict) -> None:
     """Records a changed config (evaluation-only keys, `metarec eval --set`)."""
     self.config = config
-    write_text(self.path / CONFIG, cfg_lib.to_json(config))
+    if self.writer:
+      write_text(self.path / CONFIG, cfg_lib.to_json(config))
 
   # ------------------------------------------------------------------ checkpoints
 
@@ -145,10 +162,13 @@ class RunDir:
   def read_part(self, method: str, seed: int) -> dict[str, Any] | None:
     """A finished method x seed (``rows``, ``support_curve``, ``selection``, ``selected_on``), or None."""
     path = self.part_path(method, seed)
+    if self._resumable is not None and path.name not in self._resumable:
+      return None  # several processes: written during this run (by process 0), not to be skipped by the others
     return json.loads(path.read_text()) if path.exists() else None
 
   def write_part(self, method: str, seed: int, record: dict[str, Any]) -> None:
-    write_text(self.part_path(method, seed), json.dumps(record, indent=1))
+    if self.writer:
+      write_text(self.part_path(method, seed), json.dumps(record, indent=1))
 
   def parts(self) -> Iterator[dict[str, Any]]:
     """Every finished part, in file-name order."""
@@ -156,7 +176,9 @@ class RunDir:
       yield json.loads(path.read_text())
 
   def write_results(self, results: dict, tables: str) -> None:
-    """``results.json`` and ``results.md`` (``tables``: the markdown)."""
+    """``results.json`` and ``results.md`` (``tables``: the markdown); process 0 only."""
+    if not self.writer:
+      return
     write_text(self.path / RESULTS, json.dumps(results, indent=1))
     write_text(self.path / RESULTS_MD, tables)
 

@@ -14,10 +14,11 @@ import sys
 
 from metarec_jax.cli import bench, data, experiments, features
 from metarec_jax.config import ConfigError
+from metarec_jax.distributed import DistributedError
 from metarec_jax.pyfile import PyFileError
 
 # Failures a user can act on: one line, no traceback.
-USER_ERRORS = (ConfigError, FileNotFoundError, FloatingPointError, ValueError, PyFileError)
+USER_ERRORS = (ConfigError, FileNotFoundError, FloatingPointError, ValueError, PyFileError, DistributedError)
 
 
 def build_parser() -> argparse.ArgumentParser:

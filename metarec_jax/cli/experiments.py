@@ -8,7 +8,20 @@ import pathlib
 from metarec_jax import config as cfg_lib
 
 
+def _join_processes(args) -> None:
+  """``--distributed``: joins the multi-controller runtime before anything touches a device."""
+  given = [flag for flag, value in (("--coordinator", args.coordinator), ("--num-processes", args.num_processes),
+                                    ("--process-id", args.process_id)) if value is not None]
+  if not args.distributed:
+    if given:
+      raise SystemExit(f"metarec run: {', '.join(given)} need --distributed")
+    return
+  from metarec_jax import distributed
+  distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+
+
 def _run(args) -> int:
+  _join_processes(args)
   from metarec_jax import experiment
   from metarec_jax.methods import check_overrides_used
   config = cfg_lib.load_experiment(args.experiment)
@@ -16,12 +29,23 @@ def _run(args) -> int:
   config = cfg_lib.apply_overrides(config, overrides)
   if args.seeds is not None:
     config.num_seeds = args.seeds
+  if args.vectorize:
+    config.train.vectorize = True
   cfg_lib.validate(config)
   check_overrides_used(config, [o.split("=", 1)[0].strip() for o in overrides])
   workdir = args.workdir or str(pathlib.Path("runs") / pathlib.Path(args.experiment).stem)
+  if args.distributed and config.train.devices != 0 and _is_primary():
+    print(f"metarec run --distributed: train.devices={config.train.devices}, so the task batch is not sharded over "
+          "the processes' devices; add --set train.devices=0 to shard it over all of them")
   experiment.run(config, workdir, progress=not args.no_progress)
-  print(f"results: {workdir}/results.json, {workdir}/results.md")
+  if not args.distributed or _is_primary():
+    print(f"results: {workdir}/results.json, {workdir}/results.md")
   return 0
+
+
+def _is_primary() -> bool:
+  from metarec_jax.distributed import is_primary
+  return is_primary()
 
 
 def _eval(args) -> int:
@@ -52,7 +76,19 @@ def add(sub: argparse._SubParsersAction) -> None:
   run.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key (repeatable); a key no method uses is refused")
   run.add_argument("--seeds", type=int, help="number of seeds (seed, seed+1, ...)")
+  run.add_argument("--vectorize", action="store_true",
+                   help="train each learned method's seeds as one vmapped program (train.vectorize=true)")
   run.add_argument("--no-progress", action="store_true", help="no progress bars")
+  multi = run.add_argument_group(
+      "many processes (docs/multihost.md)",
+      "Start the same command on every process; the task batch is sharded over all their devices "
+      "(--set train.devices=0) and process 0 writes the workdir (on a shared file system). Not part of the config.")
+  multi.add_argument("--distributed", action="store_true",
+                     help="join jax.distributed first (TPU pods, Slurm and Open MPI need no other flag)")
+  multi.add_argument("--coordinator", metavar="HOST:PORT",
+                     help="process 0's address and a free port (default: $JAX_COORDINATOR_ADDRESS or detected)")
+  multi.add_argument("--num-processes", type=int, metavar="N", help="number of processes (default: detected)")
+  multi.add_argument("--process-id", type=int, metavar="I", help="this process, 0 .. N-1 (default: detected)")
   run.set_defaults(func=_run)
   ev = sub.add_parser("eval", help="re-evaluate a finished run from its checkpoints")
   ev.add_argument("workdir")

@@ -53,16 +53,36 @@ NEGATIVES_STREAM = 0x6E6567  # fold_in tag of the batch's negative-sampling key
 
 
 def task_mesh(num_devices: int = 0) -> Mesh:
-  """A one-axis mesh (``tasks``) over the first ``num_devices`` devices (0: all)."""
+  """A one-axis mesh (``tasks``) over the first ``num_devices`` devices (0: all).
+
+  Under several processes (`metarec_jax.distributed`) the devices are the
+  global ones, every process's, and the mesh must span them all: each
+  process takes part in every step.
+
+  Raises:
+    ValueError: more devices than present, or (several processes) fewer than
+      all global devices.
+  """
   devices = jax.devices()
   n = num_devices or len(devices)
   if n > len(devices):
     raise ValueError(f"asked for {n} devices, only {len(devices)} present")
+  if jax.process_count() > 1 and n != len(devices):
+    raise ValueError(f"asked for {n} devices, but a run over {jax.process_count()} processes shards the task "
+                     f"batch over all {len(devices)} global devices: set train.devices=0")
   return Mesh(np.array(devices[:n]), (TASK_AXIS,))
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Copies every leaf of ``tree`` to all devices of ``mesh``."""
+  """Copies every leaf of ``tree`` to all devices of ``mesh``.
+
+  Under several processes each one passes its own copy of the same value and
+  the leaves become global arrays (`distributed.replicate_global`);
+  `jax.device_put` cannot reach other processes' devices.
+  """
+  if jax.process_count() > 1:
+    from metarec_jax.distributed import replicate_global
+    return replicate_global(tree, mesh)
   return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 

@@ -446,6 +446,8 @@ class LearnedMethod(Method):
     cls = type(self)
     if cls.parts is not LearnedMethod.parts or cls.train is not LearnedMethod.train:
       return f"{self.name} trains its own model, not the config's RecModel"
+    if jax.process_count() > 1:
+      return "population training runs in one process (metarec run --distributed shards each step instead)"
     if self.config.train.devices != 1 and jax.device_count() > 1:
       return f"{self.name} shards each step over devices (train.devices={self.config.train.devices})"
     return ""

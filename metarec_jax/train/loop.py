@@ -25,10 +25,29 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
-from metarec_jax.meta.step import MetaTrainState, replicate
+from metarec_jax.meta.step import MetaTrainState, replicate, task_mesh
 
 
 _copy = jax.jit(lambda tree: jax.tree_util.tree_map(jnp.copy, tree))  # one compile per param shape
+
+
+def _global(tree: Any, mesh: Any) -> Any:
+  """Several processes: ``tree``'s arrays as global arrays replicated on ``mesh`` (all devices when None).
+
+  Orbax then writes each array once for all processes and every process
+  restores it; one process: ``tree`` unchanged.
+  """
+  if jax.process_count() == 1:
+    return tree
+  return replicate(tree, mesh if mesh is not None else task_mesh(0))
+
+
+def _local(tree: Any, mesh: Any) -> Any:
+  """Several processes and no task mesh (each process trains alone): restored global arrays back on this process."""
+  if jax.process_count() == 1 or mesh is not None:
+    return tree
+  from metarec_jax.distributed import to_local
+  return jax.device_put(to_local(tree))
 
 
 class NonFiniteError(FloatingPointError):
@@ -128,10 +147,11 @@ def train_loop(name: str, seed: int, state: MetaTrainState, step_fn: Callable, t
         max_to_keep=1, create=not restore_only))
     latest = manager.latest_step()
     if latest is not None:
-      template = {"state": state, "best": best, "best_val": {k: np.zeros((), np.float64) for k in names},
+      template = {"state": _global(state, mesh), "best": _global(best, mesh),
+                  "best_val": {k: np.zeros((), np.float64) for k in names},
                   "best_step": {k: np.zeros((), np.int64) for k in names}}
       restored = manager.restore(latest, args=ocp.args.StandardRestore(template))
-      state, best = restored["state"], restored["best"]
+      state, best = _local(restored["state"], mesh), _local(restored["best"], mesh)
       best_val = {k: float(v) for k, v in restored["best_val"].items()}
       best_step = {k: int(v) for k, v in restored["best_step"].items()}
   if restore_only and int(state.step) != s.steps:
@@ -142,7 +162,8 @@ def train_loop(name: str, seed: int, state: MetaTrainState, step_fn: Callable, t
     if manager is None:
       return
     manager.save(step, args=ocp.args.StandardSave({
-        "state": state, "best": best, "best_val": {k: np.asarray(v, np.float64) for k, v in best_val.items()},
+        "state": _global(state, mesh), "best": _global(best, mesh),
+        "best_val": {k: np.asarray(v, np.float64) for k, v in best_val.items()},
         "best_step": {k: np.asarray(v, np.int64) for k, v in best_step.items()}}), force=True)
     manager.wait_until_finished()
 
