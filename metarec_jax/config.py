@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 import ml_collections
 
 from metarec_jax.data.implicit import FEEDBACKS
-from metarec_jax.data.negatives import CANDIDATES, SAMPLINGS, candidate_modes
+from metarec_jax.data.negatives import CANDIDATES, SAMPLERS, SAMPLINGS, candidate_modes
 from metarec_jax.data.splits import SCENARIOS
 from metarec_jax.eval.evidence import EVIDENCE_LOSSES, SUPPORT_CHOICES
 from metarec_jax.eval.metrics import METRICS, NDCG_FAMILIES, check_metric_names
@@ -70,10 +70,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.positive_threshold = 4.0    # implicit: a rating / play count >= this is a positive
   c.data.negatives_per_positive = 4  # implicit: sampled negatives joined to every support / query positive
   c.data.negative_sampling = "uniform"  # implicit: uniform | popularity (weight = training positives + 1)
-  c.data.negative_sampler = "matrix"  # implicit: matrix (dense seen matrix, Gumbel top-k) | sorted (per-user
-                                     # sorted lists, no [users, items] array; see data.negatives)
-  c.data.history_cap = 0             # > 0: a task longer than this trains on a seeded window of this many
-                                     # ratings per batch instead of padding every task to the longest history
+  c.data.negative_sampler = "matrix"  # implicit: matrix (dense seen matrix, Gumbel top-k, without replacement)
+                                     # | sorted (per-user sorted lists, no [users, items] array, with
+                                     # replacement; see data.negatives)
+  c.data.history_cap = 0             # > 0: a user with more ratings keeps a seeded random subset of this many
+                                     # (fixed per seed and user), so tasks are padded to at most this length
   c.data.synthetic = ml_collections.ConfigDict(dict(
       num_users=1200, num_items=400, latent_dim=6, feature_share=0.35, cold_user_share=0.25,
       cold_item_share=0.25, min_ratings=16, max_ratings=40, noise=0.3, seed=0))
@@ -435,6 +436,8 @@ def _check_feedback(config: ml_collections.ConfigDict, problems: list[str]) -> N
                     "(and data.positive_threshold, the fewest plays that count as a positive)")
   if d.negative_sampling not in SAMPLINGS:
     problems.append(f"data.negative_sampling must be one of {SAMPLINGS}, got {d.negative_sampling!r}")
+  if d.negative_sampler not in SAMPLERS:
+    problems.append(f"data.negative_sampler must be one of {SAMPLERS}, got {d.negative_sampler!r}")
   modes = candidate_modes(e.candidates)
   if not modes or any(m not in CANDIDATES for m in modes) or len(set(modes)) != len(modes):
     problems.append(f"eval.candidates must be one of {CANDIDATES} or both, comma-separated; got {e.candidates!r}")
@@ -457,6 +460,27 @@ def _check_feedback(config: ml_collections.ConfigDict, problems: list[str]) -> N
   if e.support_sizes:
     problems.append("eval.support_sizes: support-size curves are for rating feedback; leave it empty "
                     "with data.feedback=implicit")
+  if d.negative_sampler == "sorted":
+    from metarec_jax.methods.id_warmup import IdWarmup  # methods build on this module
+    from metarec_jax.methods.registry import resolve
+    for name in config.methods:
+      try:
+        method = resolve(name, config)
+      except ConfigError:
+        continue  # reported by check_methods
+      if isinstance(method, IdWarmup):
+        problems.append(f"methods: {name} draws negative users from the seen matrix's item columns, which "
+                        "data.negative_sampler=sorted does not build; use data.negative_sampler=matrix")
+
+
+def _check_history_cap(d: ml_collections.ConfigDict, problems: list[str]) -> None:
+  """``data.history_cap``: 0 (off) or long enough for a query set and the least support."""
+  need = d.query_size + (d.support_size if d.support_size > 0 else d.min_support)
+  if d.history_cap < 0:
+    problems.append(f"data.history_cap must be >= 0 (0: no cap), got {d.history_cap}")
+  elif 0 < d.history_cap < need:
+    problems.append(f"data.history_cap={d.history_cap} is below data.query_size + support = {need}, the "
+                    "fewest ratings a task needs: raise it or lower data.query_size / data.min_support")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -507,6 +531,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if s not in SCENARIOS:
       problems.append(f"eval.scenarios: unknown scenario {s!r}; known: {SCENARIOS}")
   _check_feedback(config, problems)
+  _check_history_cap(d, problems)
   if d.feedback != "implicit":
     try:
       check_metric_names(e.metrics, d.query_size)

@@ -69,7 +69,10 @@ def support_size(data_cfg) -> int:
   return data_cfg.support_size if data_cfg.support_size > 0 else data_cfg.support_cap
 
 
-def _tasks(ratings, role: str, data_cfg, pad_to: int) -> TaskSet:
+def _tasks(ratings, role: str, data_cfg, pad_to: int, seed: int = 0) -> TaskSet:
+  """``role``'s tasks: users with too few (or more than ``data.max_ratings``) ratings dropped, and
+  with ``data.history_cap`` a seeded random subset of that many ratings kept per longer user
+  (`data.tasks.cap_histories`, fixed per seed and user)."""
   q = data_cfg.query_size
   need = q + (data_cfg.support_size if data_cfg.support_size > 0 else data_cfg.min_support)
   longest = int(np.bincount(ratings.user).max()) if len(ratings) else 0
@@ -79,7 +82,9 @@ def _tasks(ratings, role: str, data_cfg, pad_to: int) -> TaskSet:
         f"{role} task has {longest}; lower data.query_size (now {q}) or data.min_support / "
         "data.support_size")
   max_len = data_cfg.max_ratings or None
-  return jax.device_put(build_taskset(ratings, min_length=need, max_length=max_len, pad_to=pad_to))
+  cap = data_cfg.history_cap or None
+  return jax.device_put(build_taskset(ratings, min_length=need, max_length=max_len, pad_to=pad_to, cap=cap,
+                                      seed=seed))
 
 
 def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None = None) -> Prepared:
@@ -101,10 +106,12 @@ def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None =
   if d.max_ratings:
     counts = counts[counts <= d.max_ratings]
   pad_to = int(counts.max()) if len(counts) else 1
-  train = _tasks(split.train, "meta-training", d, pad_to)
+  if d.history_cap:
+    pad_to = min(pad_to, d.history_cap)
+  train = _tasks(split.train, "meta-training", d, pad_to, seed)
   s = support_size(d)
   eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 7919)
-  valid = {MAIN_VALID: split_tasks(_tasks(split.valid, "validation", d, pad_to), eval_key, d.query_size, s)}
+  valid = {MAIN_VALID: split_tasks(_tasks(split.valid, "validation", d, pad_to, seed), eval_key, d.query_size, s)}
   tests, test_tasks, selection = {}, {}, {}
   for scenario in config.eval.scenarios:
     if scenario not in split.tests:
@@ -119,10 +126,10 @@ def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None =
                         replace=False)
       is_held = np.isin(ratings.user, held)
       name = f"valid_{scenario}"
-      valid[name] = split_tasks(_tasks(ratings.subset(is_held), name, d, pad_to), eval_key, d.query_size, s)
+      valid[name] = split_tasks(_tasks(ratings.subset(is_held), name, d, pad_to, seed), eval_key, d.query_size, s)
       selection[scenario] = name
       ratings = ratings.subset(~is_held)
-    test_tasks[scenario] = _tasks(ratings, scenario, d, pad_to)
+    test_tasks[scenario] = _tasks(ratings, scenario, d, pad_to, seed)
     tests[scenario] = split_tasks(test_tasks[scenario], eval_key, d.query_size, s)
   if config.eval.train_users:
     # The meta-training users themselves, scored like a test set: the warm number

@@ -7,6 +7,11 @@ with a mask. Splitting a task into support and query is a random permutation
 of its valid positions drawn from the task's own key, with one uniform number
 per position from ``fold_in(key, position)``: extra padding never changes which
 ratings land where.
+
+Long histories can be capped (``build_taskset(cap=N)``, ``data.history_cap``):
+a user with more than ``N`` ratings keeps a seeded random subset of ``N``
+(`cap_histories`), so the padded length is at most ``N`` instead of the
+longest history. The subset is fixed per seed and user, not redrawn per batch.
 """
 
 from __future__ import annotations
@@ -29,8 +34,55 @@ def features_from_tables(users: FeatureTable, items: FeatureTable) -> Features:
   )
 
 
+def _mix64(x: np.ndarray) -> np.ndarray:
+  """SplitMix64's finaliser on ``uint64`` (wrapping arithmetic): a fixed, platform-independent hash."""
+  x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+  x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+  return x ^ (x >> np.uint64(31))
+
+
+def history_keys(user: np.ndarray, item: np.ndarray, seed: int) -> np.ndarray:
+  """``uint64`` pseudo-random key per (seed, user, item): the order `cap_histories` keeps ratings in."""
+  with np.errstate(over="ignore"):
+    h = _mix64(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15)
+               + np.asarray(user).astype(np.uint64))
+    return _mix64(h ^ (np.asarray(item).astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)))
+
+
+def cap_histories(ratings: Interactions, cap: int, seed: int, max_length: int | None = None) -> Interactions:
+  """Keeps a seeded random subset of ``cap`` ratings of every user who has more (vectorised).
+
+  A *random subset*, not a time window: support/query splits here are random
+  positions of a task, so a uniform subset keeps a long user's task an
+  unbiased sample of their whole history, where the latest ``cap`` ratings
+  would tilt every long user towards their recent items (a temporal protocol
+  chooses its windows in the split, before this). The subset is the ``cap``
+  ratings with the smallest `history_keys` of ``(seed, user, item)``: the
+  same seed gives the same subset, whatever else the ratings hold, and a user
+  with at most ``cap`` ratings keeps them all. Users with more than
+  ``max_length`` ratings are left whole (`build_taskset` drops them).
+  """
+  if cap < 1:
+    raise ValueError(f"history cap must be >= 1, got {cap}")
+  if len(ratings) == 0:
+    return ratings
+  user = np.asarray(ratings.user)
+  order = np.lexsort((np.arange(len(user)), history_keys(user, ratings.item, seed), user))
+  su = user[order]
+  _, starts, counts = np.unique(su, return_index=True, return_counts=True)
+  group = np.repeat(np.arange(len(starts)), counts)
+  rank = np.arange(len(su)) - starts[group]
+  keep_sorted = rank < cap
+  if max_length is not None:
+    keep_sorted |= counts[group] > max_length
+  keep = np.zeros(len(user), bool)
+  keep[order] = keep_sorted
+  return ratings.subset(keep)
+
+
 def build_taskset(ratings: Interactions, *, min_length: int = 1, max_length: int | None = None,
-                  pad_to: int | None = None, order_by_time: bool = True) -> TaskSet:
+                  pad_to: int | None = None, order_by_time: bool = True, cap: int | None = None,
+                  seed: int = 0) -> TaskSet:
   """Groups ratings by user into padded tasks (vectorised, no loop per rating).
 
   Args:
@@ -40,6 +92,10 @@ def build_taskset(ratings: Interactions, *, min_length: int = 1, max_length: int
     pad_to: padded length ``L``; defaults to the longest kept task.
     order_by_time: order each task's ratings by timestamp (else by item id).
       The order only fixes the layout; support/query splits are random.
+    cap: a user with more ratings (and at most ``max_length``) keeps a
+      seeded random subset of ``cap`` of them (`cap_histories`), so tasks are
+      at most ``cap`` long. Fixed per seed, not redrawn per batch.
+    seed: the seed of that subset.
 
   Returns:
     A `TaskSet` of numpy arrays (call `jax.device_put` to move it).
@@ -47,6 +103,12 @@ def build_taskset(ratings: Interactions, *, min_length: int = 1, max_length: int
   n = len(ratings)
   if n == 0:
     raise ValueError("build_taskset: no ratings to group")
+  if cap is not None:
+    if cap < min_length:
+      raise ValueError(f"build_taskset: cap={cap} is below min_length={min_length}: every capped task "
+                       "would be dropped")
+    ratings = cap_histories(ratings, cap, seed, max_length)
+    n = len(ratings)
   secondary = ratings.timestamp if (order_by_time and ratings.timestamp is not None) else ratings.item
   order = np.lexsort((ratings.item, secondary, ratings.user))
   user = ratings.user[order]

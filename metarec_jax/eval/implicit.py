@@ -78,32 +78,55 @@ def scenario_pools(split, num_items: int) -> dict[str, np.ndarray]:
 def implicit_inputs(config, data, split, features, valid_batches: dict, test_batches: dict, eval_key: jax.Array):
   """Negative-sampling arrays and evaluation batches with candidates, for one seed.
 
+  ``data.negative_sampler=matrix`` puts the seen matrix ``bool [users, items]``
+  and the training pool's log-weights in ``features.extra``; ``sorted`` puts
+  the training pool's `data.negatives.SortedPool` there instead (rows = user
+  ids, padded to shapes that do not depend on the seed: one compile per run),
+  and builds the evaluation batches from per-set sorted lists: no ``[users,
+  items]`` array on that path (``all`` candidates still score ``[tasks, pool]``).
+
   Returns:
     ``(features, valid_batches, test_batches, layouts)``: the features with
-    ``extra`` (seen matrix, training log-weights), every batch rebuilt by
-    `implicit_eval_batch` from a key fixed per seed and set name (so every
-    method sees the same negatives), and each set's `CandidateLayout`.
-    Validation sets always use sampled candidates; tests use ``eval.candidates``
-    (with two modes, the second one's batches are named ``<scenario>:<mode>``).
+    ``extra`` (the training sampler's arrays), every batch rebuilt by
+    `implicit_eval_batch` (or `implicit_eval_batch_sorted`) from a key fixed per
+    seed and set name (so every method sees the same negatives), and each set's
+    `CandidateLayout`. Validation sets always use sampled candidates; tests use
+    ``eval.candidates`` (with two modes, the second one's batches are named
+    ``<scenario>:<mode>``).
   """
   import zlib
 
-  from metarec_jax.data.negatives import SEEN, TRAIN_LOGITS, implicit_eval_batch, pool_logits, seen_matrix
+  from metarec_jax.data import negatives as neg
   d, e = config.data, config.eval
   n = data.num_items
-  seen = jnp.asarray(seen_matrix(data.interacted, data.num_users, n))
   counts = np.bincount(split.train.item, minlength=n)
   pools = scenario_pools(split, n)
-  train_logits = pool_logits(pools["train"], n, d.negative_sampling, counts)
-  features = features.replace(extra={**features.extra, SEEN: seen, TRAIN_LOGITS: jnp.asarray(train_logits)})
   layouts = {}
+  if d.negative_sampler == "sorted":
+    lists = neg.seen_lists(data.interacted, data.num_users)
+    train = neg.sorted_pool(lists, pools["train"], d.negative_sampling, counts, min_rows=data.num_users,
+                            min_nnz=len(lists.items) + 1, min_pool=n)
+    features = features.replace(extra={**features.extra, **neg.sorted_extra(train)})
+
+    def make(key, batch, pool, mode):
+      return neg.implicit_eval_batch_sorted(
+          batch, key, seen=lists, support_pool=pool, query_pool=pool, sampling=d.negative_sampling,
+          counts=counts, ratio=d.negatives_per_positive, num_negatives=e.num_negatives, mode=mode,
+          chunk=64 if mode == "all" else 256)
+  else:
+    seen = jnp.asarray(neg.seen_matrix(data.interacted, data.num_users, n))
+    train_logits = neg.pool_logits(pools["train"], n, d.negative_sampling, counts)
+    features = features.replace(extra={**features.extra, neg.SEEN: seen, neg.TRAIN_LOGITS: jnp.asarray(train_logits)})
+
+    def make(key, batch, pool, mode):
+      return neg.implicit_eval_batch(
+          batch, key, support_logits=neg.pool_logits(pool, n, d.negative_sampling, counts),
+          query_logits=neg.pool_logits(pool, n, "uniform"), seen=seen, ratio=d.negatives_per_positive,
+          num_negatives=e.num_negatives, mode=mode, chunk=64 if mode == "all" else 256)
 
   def build(name, batch, pool, mode):
     key = jax.random.fold_in(eval_key, zlib.crc32(f"negatives/{name}".encode()) & 0x7FFFFFFF)
-    out, layouts[name] = implicit_eval_batch(
-        batch, key, support_logits=pool_logits(pool, n, d.negative_sampling, counts),
-        query_logits=pool_logits(pool, n, "uniform"), seen=seen, ratio=d.negatives_per_positive,
-        num_negatives=e.num_negatives, mode=mode, chunk=64 if mode == "all" else 256)
+    out, layouts[name] = make(key, batch, pool, mode)
     return out
 
   valid = {k: build(k, b, pools["valid"] if k == "valid" else pools[k.removeprefix("valid_")], "sampled")
@@ -128,14 +151,16 @@ def describe_candidates(config) -> str:
   parts = []
   for i, mode in enumerate(candidate_modes(e.candidates)):
     if mode == "sampled":
-      against = (f"{e.num_negatives} negatives sampled uniformly (per positive, the same for every method) "
+      how = "uniformly with replacement" if d.negative_sampler == "sorted" else "uniformly"
+      against = (f"{e.num_negatives} negatives sampled {how} (per positive, the same for every method) "
                  "from the scenario's items the user never interacted with")
     else:
       against = "every item of the scenario's catalogue the user never interacted with"
     parts.append(against if i == 0 else f"in the tables named `<scenario>:{mode}`, {against}")
   return (f"Candidates: each query positive is ranked against {'; '.join(parts)}. Ties are broken at random "
           f"(expected value). Positives: value >= {d.positive_threshold:g}. Adaptation sees "
-          f"{d.negatives_per_positive} {d.negative_sampling} negatives per support positive.")
+          f"{d.negatives_per_positive} {d.negative_sampling} negatives per support positive"
+          f"{' (drawn with replacement)' if d.negative_sampler == 'sorted' else ''}.")
 
 
 __all__ += ["scenario_pools", "implicit_inputs", "eval_chunk", "describe_candidates"]

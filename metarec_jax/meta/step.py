@@ -11,7 +11,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from metarec_jax.data.negatives import SEEN, TRAIN_LOGITS, with_negatives
+from metarec_jax.data.negatives import with_train_negatives
 from metarec_jax.data.tasks import sample_batch
 from metarec_jax.meta.learners import LearnerSpec, meta_gradient
 from metarec_jax.types import Features, PredictFn, TaskSet
@@ -117,9 +117,10 @@ def make_batch_draw(*, tasks_per_batch: int, query_size: int, support_size: int,
 
   With ``negatives_per_positive = r > 0`` (implicit feedback) every support and
   query positive of the batch is joined by ``r`` negatives drawn inside the
-  step (`data.negatives.with_negatives`) from ``fold_in(key, NEGATIVES_STREAM)``
-  and each task's user id, using ``features.extra`` (the seen matrix and the
-  training pool's log-weights). With a ``mesh`` (one axis, named ``tasks``) the
+  step (`data.negatives.with_train_negatives`) from ``fold_in(key, NEGATIVES_STREAM)``
+  and each task's user id, with the sampler ``features.extra`` holds (the seen
+  matrix and the training pool's log-weights, or the sorted per-user lists of
+  ``data.negative_sampler=sorted``). With a ``mesh`` (one axis, named ``tasks``) the
   batch is sharded over its devices.
 
   Raises:
@@ -135,8 +136,8 @@ def make_batch_draw(*, tasks_per_batch: int, query_size: int, support_size: int,
       features = augment(k_aug, features)
     batch = sample_batch(tasks, key, tasks_per_batch, query_size, support_size)
     if negatives_per_positive:
-      batch = with_negatives(batch, jax.random.fold_in(key, NEGATIVES_STREAM), features.extra[TRAIN_LOGITS],
-                             features.extra[SEEN], negatives_per_positive)
+      batch = with_train_negatives(batch, jax.random.fold_in(key, NEGATIVES_STREAM), features.extra,
+                                   negatives_per_positive)
     if mesh is not None:
       batch = jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, PartitionSpec(TASK_AXIS)))
     return features, batch
