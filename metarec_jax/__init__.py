@@ -4,15 +4,15 @@ from metarec_jax.config import ConfigError, apply_overrides, default_config, loa
 from metarec_jax.data import (SCENARIOS, Dataset, FeatureTable, FieldSpec, Interactions, ScenarioSplit,
                               SyntheticSpec, build_taskset, features_from_tables, make_split, make_synthetic,
                               sample_batch, split_tasks)
-from metarec_jax.data import load_lastfm, to_implicit, with_negatives
+from metarec_jax.data import load_lastfm, seen_lists, sorted_pool, to_implicit, with_negatives, with_sorted_negatives
 from metarec_jax.eval import (METRICS, RANKING_METRICS, RatingStats, compute_metrics, make_adapted_predictor, mae,
                               ndcg_at_k, ranking_metrics, rmse, score_implicit)
 from metarec_jax.experiment import evaluate_workdir, run
 from metarec_jax.meta import (LEARNERS, Learner, LearnerSpec, LossSpec, MetaTrainState, Schedule, adapt,
                               adapt_factored, adapt_on_support, adapt_task, chunked_vmap, init_meta_params,
                               init_population, init_state, learner_spec, make_batch_draw, make_loss,
-                              make_meta_train_step, make_optimizer, make_population_step, meta_gradient, partition,
-                              population_member, register_learner, task_loss)
+                              make_member_step, make_meta_train_step, make_optimizer, make_population_step,
+                              meta_gradient, partition, population_member, register_learner, stack_members, task_loss)
 from metarec_jax.methods import (METHODS, FitContext, Fitted, FittedModel, Method, NotServable, distill_workdir,
                                  method_config, register_method, resolve, resolve_all)
 from metarec_jax.models import (DotHead, Extractor, FastDense, FeatureModel, MLPHead, RecModel, RelationHead,
@@ -20,7 +20,7 @@ from metarec_jax.models import (DotHead, Extractor, FastDense, FeatureModel, MLP
 from metarec_jax.prepared import Prepared, prepare
 from metarec_jax.rundir import RunDir
 from metarec_jax.serving import Recommender, Scorer
-from metarec_jax.train import NonFiniteError, train_loop
+from metarec_jax.train import NonFiniteError, train_loop, train_population
 from metarec_jax.types import Features, MetaParams, PredictFn, TaskBatch, TaskSet
 
 __version__ = "0.1.0"

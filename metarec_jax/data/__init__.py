@@ -3,7 +3,7 @@
 from metarec_jax.data.interactions import Dataset, FeatureTable, FieldSpec, Interactions
 from metarec_jax.data.splits import SCENARIOS, ScenarioSplit, make_split, split_cold_flags
 from metarec_jax.data.synthetic import SyntheticSpec, make_synthetic
-from metarec_jax.data.tasks import (Features, TaskBatch, TaskSet, build_taskset, features_from_tables,
+from metarec_jax.data.tasks import (Features, TaskBatch, TaskSet, build_taskset, cap_histories, features_from_tables,
                                     merge_support_query, pad_batch, sample_batch, split_tasks)
 from metarec_jax.data.derived import derived_columns, hide_items
 from metarec_jax.data.download import DownloadError
@@ -13,8 +13,9 @@ from metarec_jax.data.movielens import load_ml100k, load_ml1m, load_movielens
 from metarec_jax.data.recbole import load_recbole
 from metarec_jax.data.lastfm import load_lastfm
 from metarec_jax.data.implicit import FEEDBACKS, to_implicit
-from metarec_jax.data.negatives import (CandidateLayout, implicit_eval_batch, pool_logits, sample_negatives,
-                                        seen_matrix, with_negatives)
+from metarec_jax.data.negatives import (CandidateLayout, SeenLists, SortedPool, implicit_eval_batch, pool_logits,
+                                        sample_negatives, sample_sorted, seen_lists, seen_matrix, sorted_pool,
+                                        with_negatives, with_sorted_negatives, with_train_negatives)
 from metarec_jax.data.registry import DATASETS, load_dataset, register
 from metarec_jax.data.splits import PROTOCOLS
 from metarec_jax.data.parsing import DataError, DataWarning, MissingDataFile
