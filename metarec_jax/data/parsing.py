@@ -7,13 +7,18 @@ bytes, and the flat token list is cut into columns. A line with the wrong
 number of fields, a token that is not a number, text that is not in the
 file's encoding: each raises a `DataError` naming the file, the line number
 and the field.
+
+`read_numeric_csv` is the fast path for large files of numbers only (ML-25M's
+``ratings.csv``): blocks of lines through numpy's C reader into columns
+allocated once, with `read_table` as the fallback that names a bad line.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import pathlib
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -255,3 +260,141 @@ def check_unique_ids(ids: np.ndarray, table: Table, field: str) -> None:
     raise DataError(f"{table.path}, line {int(table.lines[b])}, field '{field}': id {s[dup[0]]!s} "
                     f"already appears on line {int(table.lines[a])} ({len(dup)} repeated id(s) in "
                     "the file)")
+
+
+@dataclasses.dataclass
+class NumericTable:
+  """Number columns of a delimited file (`read_numeric_csv`).
+
+  Attributes:
+    path: the file read.
+    columns: field name -> ``int64`` or ``float64 [n]``.
+    lines: ``int64 [n]`` line number of each row, or ``None`` when row ``r``
+      is line ``r + first_line`` (no blank lines: the fast path).
+    first_line: line number of row 0 when ``lines`` is ``None``.
+  """
+
+  path: pathlib.Path
+  columns: dict[str, np.ndarray]
+  lines: np.ndarray | None = None
+  first_line: int = 1
+
+  def line_numbers(self, rows: np.ndarray) -> np.ndarray:
+    """1-based line numbers of the given rows."""
+    rows = np.asarray(rows, np.int64)
+    return rows + self.first_line if self.lines is None else self.lines[rows]
+
+
+def read_numeric_csv(path: str | pathlib.Path, names: Sequence[str], *, integers: Sequence[str] = (),
+                     dtypes: dict[str, Any] | None = None, sep: str = ",", header: bool = True,
+                     chunk_bytes: int = 1 << 26) -> NumericTable:
+  """Reads a delimited file of numbers only (e.g. ML-25M's ``ratings.csv``), fast and in bounded memory.
+
+  The fast path makes two passes over the file in blocks of about
+  ``chunk_bytes`` cut at line ends: the first counts the lines, so the output
+  columns are allocated once at their final size and type; the second hands
+  each block to numpy's C reader (``np.loadtxt`` on the block's bytes; since
+  numpy 1.23 it is C code, about 0.3 us per line of four fields, 2-3x
+  ``np.fromstring(..., sep=",")``) and stores its columns. Memory is the
+  output columns plus a few blocks. Each block is checked (separators per
+  line, rows per block, whole numbers in ``integers`` fields, values that fit
+  ``dtypes``); if any check fails, the file is read again by `read_table`,
+  whose errors name the file, line and field (and which also accepts what
+  the fast path does not, such as blank lines).
+
+  Args:
+    path: the file.
+    names: field names, in file order.
+    integers: fields that must hold whole numbers (``int64`` unless ``dtypes`` says otherwise).
+    dtypes: output type per field (default ``int64`` for ``integers``, ``float64`` for the rest).
+    sep: single-character field separator.
+    header: the first line is a header and must list ``names`` (in order).
+    chunk_bytes: block size of the fast path.
+
+  Returns:
+    A `NumericTable`.
+
+  Raises:
+    DataError: a wrong header, a line with the wrong number of fields, a
+      token that is not a number, a non-integer in an ``integers`` field.
+  """
+  path = pathlib.Path(path)
+  names = tuple(names)
+  k = len(names)
+  if len(sep) != 1 or sep in "\n\r.-+0123456789eE":
+    raise ValueError(f"read_numeric_csv needs a one-character separator that is not part of a number, got {sep!r}")
+  types = {n: np.dtype(np.int64 if n in integers else np.float64) for n in names}
+  types.update({n: np.dtype(t) for n, t in (dtypes or {}).items()})
+  first = 2 if header else 1
+  rows = sum(block.count(b"\n") for block in _blocks(path, header, chunk_bytes, sep, names))
+  out = {n: np.empty(rows, types[n]) for n in names}
+  at = 0
+  for block in _blocks(path, header, chunk_bytes, sep, names):
+    values = _numbers_block(block, sep.encode(), k)
+    if values is None or at + len(values) > rows:
+      return _numeric_slow(path, names, integers, sep, header, types)
+    for j, name in enumerate(names):
+      col = values[:, j]
+      if name in integers and not np.all(col == np.floor(col)):
+        return _numeric_slow(path, names, integers, sep, header, types)
+      if types[name].kind in "iu":
+        info = np.iinfo(types[name])
+        if len(col) and (col.min() < info.min or col.max() > info.max):
+          return _numeric_slow(path, names, integers, sep, header, types)
+      out[name][at:at + len(col)] = col
+    at += len(values)
+  if at != rows:
+    return _numeric_slow(path, names, integers, sep, header, types)
+  return NumericTable(path, out, None, first)
+
+
+def _blocks(path: pathlib.Path, header: bool, chunk_bytes: int, sep: str, names: tuple[str, ...]):
+  """Yields the file's data in blocks of whole lines (each ending in a newline), after checking the header."""
+  with open(path, "rb") as f:
+    if header:
+      head = f.readline().decode("utf-8", "replace").strip().lstrip("\ufeff")
+      if tuple(h.strip() for h in head.split(sep)) != names:
+        raise DataError(f"{path}, line 1: header {head!r}, expected {sep.join(names)!r}")
+    tail = b""
+    while True:
+      block = f.read(chunk_bytes)
+      data = tail + block
+      if not block:
+        if data:
+          yield data if data.endswith(b"\n") else data + b"\n"
+        return
+      cut = data.rfind(b"\n") + 1
+      data, tail = data[:cut], data[cut:]
+      if data:
+        yield data
+
+
+def _numbers_block(data: bytes, sep: bytes, k: int) -> np.ndarray | None:
+  """``float64 [lines, k]`` of one block of whole lines, or None where the fast path cannot be trusted."""
+  if b"\r" in data:
+    data = data.replace(b"\r\n", b"\n")
+  lines = data.count(b"\n")
+  if data.count(sep) != (k - 1) * lines:
+    return None
+  try:
+    values = np.loadtxt(io.BytesIO(data), delimiter=sep.decode(), dtype=np.float64, comments=None, ndmin=2,
+                        encoding="latin-1")
+  except ValueError:
+    return None
+  if values.shape != (lines, k):  # e.g. a blank line, which np.loadtxt skips
+    return None
+  return values
+
+
+def _numeric_slow(path: pathlib.Path, names: tuple[str, ...], integers: Sequence[str], sep: str,
+                  header: bool, types: dict[str, np.dtype]) -> NumericTable:
+  """`read_numeric_csv` by `read_table`: line-exact errors, or the columns if the file is fine after all."""
+  table = read_table(path, sep, names if not header else None, header=header)
+  if table.names != names:
+    raise DataError(f"{path}, line 1: header {sep.join(table.names)!r}, expected {sep.join(names)!r}")
+  columns = {n: table.ints(n) if n in integers else table.floats(n) for n in names}
+  for n, col in columns.items():
+    if types[n].kind in "iu" and len(col) and (col.min() < np.iinfo(types[n]).min or col.max() > np.iinfo(types[n]).max):
+      row = int(np.flatnonzero((col < np.iinfo(types[n]).min) | (col > np.iinfo(types[n]).max))[0])
+      raise table.error(row, n, f"{col[row]} does not fit {types[n]}")
+  return NumericTable(path, {n: col.astype(types[n]) for n, col in columns.items()}, table.lines)

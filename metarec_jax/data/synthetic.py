@@ -13,11 +13,24 @@ to each user from the user's few ratings: that is what meta-learning is for.
 
 Cold users are drawn from a shifted feature distribution and never appear in
 meta-training; cold items likewise. Everything is deterministic given the seed.
+
+`make_scaled` is a second generator, for benchmarks at scale: data shaped like
+MovieLens-25M (``ml-25m``: about 162k users, 59k items, 25M half-star ratings
+0.5..5, at least 20 per user) or like Amazon reviews (``amazon``: 1M users,
+500k items, 20M implicit interactions, most users with a handful). Per-user
+history lengths are heavy-tailed (a floor plus log-normal shares of the rest),
+items are drawn by a Zipf popularity, and every step is vectorised numpy in
+O(interactions) time and memory (never O(users x items)). ``scale`` shrinks a
+preset (users and interactions by ``scale``, items by ``sqrt(scale)``, so the
+per-user history stays as long as in the full data set), and explicit sizes
+override it (`ScaledSpec`, `scaled_spec`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Literal
 
 import numpy as np
 
@@ -184,3 +197,208 @@ def make_synthetic(spec: SyntheticSpec = SyntheticSpec()) -> Dataset:
           "thresholds": thresholds.astype(np.float32),
       },
   )
+
+
+# --------------------------------------------------------------------------- data sets at scale
+
+# Share of each half-star rating 0.5, 1.0, ..., 5.0 in MovieLens-25M (rounded).
+_HALF_STAR_SHARES = np.array([0.016, 0.031, 0.016, 0.066, 0.050, 0.196, 0.126, 0.266, 0.085, 0.148])
+SCALED_GENRES = 20  # genres of the scaled generator's items (multi-hot, up to 3 per item)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaledSpec:
+  """Shape of a data set from `make_scaled`.
+
+  Attributes:
+    name: data set name (``Dataset.name``).
+    num_users: number of users.
+    num_items: number of items.
+    num_interactions: interactions to draw; the result has this many unless
+      the per-user cap (``max_share`` of the items) clips the longest histories.
+    min_per_user: least interactions per user (ML-25M: 20).
+    length_sigma: log-normal sigma of the per-user shares above the floor; larger
+      is heavier-tailed (median / mean history falls as it grows).
+    popularity: Zipf exponent of item popularity (weight of the r-th most
+      popular item ~ r ** -popularity).
+    max_share: most items one user may have, as a share of the catalogue.
+    feedback: ``rating`` (half stars 0.5..5, ML-25M's shares) or ``implicit``
+      (every interaction is a positive with value 1).
+    latent_dim: latent dimension of the rating model.
+    noise: rating noise before quantisation.
+    seed: generator seed.
+  """
+
+  name: str = "ml-25m"
+  num_users: int = 162_541
+  num_items: int = 59_047
+  num_interactions: int = 25_000_095
+  min_per_user: int = 20
+  length_sigma: float = 1.4
+  popularity: float = 1.0
+  max_share: float = 0.5
+  feedback: Literal["rating", "implicit"] = "rating"
+  latent_dim: int = 8
+  noise: float = 0.5
+  seed: int = 0
+
+
+SCALED_PRESETS: dict[str, ScaledSpec] = {
+    # MovieLens-25M: 162,541 users, 59,047 rated movies, 25,000,095 ratings, >= 20 each, median ~71.
+    "ml-25m": ScaledSpec(),
+    # Amazon reviews (implicit): 1M users, 500k items, 20M interactions, median history of a few.
+    "amazon": ScaledSpec(name="amazon", num_users=1_000_000, num_items=500_000, num_interactions=20_000_000,
+                         min_per_user=1, length_sigma=1.9, popularity=0.9, feedback="implicit"),
+}
+
+
+def scaled_spec(kind: str, scale: float = 1.0, seed: int = 0, **sizes) -> ScaledSpec:
+  """A preset of `SCALED_PRESETS`, shrunk by ``scale``, with explicit overrides.
+
+  Users and interactions are multiplied by ``scale``, items by ``sqrt(scale)``
+  (so a user's history keeps its length and the data stays sparse); then any
+  ``sizes`` keyword (a `ScaledSpec` field) replaces the result's.
+
+  Raises:
+    KeyError: unknown ``kind``.
+    ValueError: ``scale`` not in (0, 1].
+  """
+  if kind not in SCALED_PRESETS:
+    raise KeyError(f"unknown scaled data set {kind!r}; known: {sorted(SCALED_PRESETS)}")
+  if not 0.0 < scale <= 1.0:
+    raise ValueError(f"scale must lie in (0, 1], got {scale}")
+  base = SCALED_PRESETS[kind]
+  spec = dataclasses.replace(base, num_users=max(1, round(base.num_users * scale)),
+                             num_items=max(2, round(base.num_items * math.sqrt(scale))),
+                             num_interactions=max(1, round(base.num_interactions * scale)), seed=seed)
+  return dataclasses.replace(spec, **sizes)
+
+
+def history_lengths(spec: ScaledSpec, rng: np.random.Generator) -> np.ndarray:
+  """Per-user interaction counts: the floor plus log-normal shares of the rest, capped.
+
+  The shares are rounded down and the remainder handed to the largest
+  fractional parts, so the counts sum to ``num_interactions`` exactly unless
+  the cap clips some.
+  """
+  u = spec.num_users
+  cap = max(spec.min_per_user, int(spec.max_share * spec.num_items))
+  extra = spec.num_interactions - u * spec.min_per_user
+  if extra < 0:
+    raise ValueError(f"num_interactions={spec.num_interactions:,} is below num_users x min_per_user = "
+                     f"{u * spec.min_per_user:,}")
+  w = rng.lognormal(0.0, spec.length_sigma, size=u)
+  share = w / w.sum() * extra
+  counts = np.floor(share).astype(np.int64)
+  rest = extra - int(counts.sum())
+  if rest:
+    counts[np.argpartition(counts - share, rest - 1)[:rest]] += 1
+  return np.minimum(counts + spec.min_per_user, cap)
+
+
+def _draw_items(spec: ScaledSpec, counts: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+  """Sorted unique keys ``user * num_items + item``, ``counts[u]`` distinct items per user.
+
+  Items are drawn with replacement from the popularity law; repeated pairs
+  are dropped and the shortfall redrawn (from the popularity law twice, then
+  uniformly, which quickly fills the longest histories).
+  """
+  n_items = spec.num_items
+  pop = np.arange(1, n_items + 1, dtype=np.float64) ** -spec.popularity
+  cdf = np.cumsum(pop[rng.permutation(n_items)])  # popular items anywhere in the id range
+  cdf /= cdf[-1]
+  keys = np.zeros(0, np.int64)
+  need = counts.astype(np.int64)
+  for attempt in range(64):
+    if not need.any():
+      return keys
+    user = np.repeat(np.arange(len(counts), dtype=np.int64), need)
+    if attempt < 2:
+      item = np.searchsorted(cdf, rng.random(len(user)), side="right").clip(max=n_items - 1)
+    else:
+      item = rng.integers(0, n_items, size=len(user))
+    new = np.sort(user * n_items + item)
+    new = new[np.concatenate([[True], new[1:] != new[:-1]])]  # np.unique, without its hashing pass
+    if len(keys):
+      pos = np.searchsorted(keys, new)
+      seen = keys[pos.clip(max=len(keys) - 1)] == new
+      new, pos = new[~seen], pos[~seen]
+      keys = np.insert(keys, pos, new)
+    else:
+      keys = new
+    need = counts - np.bincount(keys // n_items, minlength=len(counts))
+  raise RuntimeError("make_scaled: could not draw distinct items for every user; raise num_items")
+
+
+def make_scaled(spec: ScaledSpec | str = "ml-25m", scale: float = 1.0, seed: int = 0) -> Dataset:
+  """Generates a data set shaped like MovieLens-25M or Amazon reviews, at any scale.
+
+  Args:
+    spec: a `ScaledSpec`, or a preset name of `SCALED_PRESETS` shrunk by
+      ``scale`` with ``seed`` (`scaled_spec`).
+    scale: with a preset name, the share of the full size.
+    seed: with a preset name, the generator seed.
+
+  Returns:
+    A `Dataset` with interactions grouped by user (items ascending within a
+    user, as in ML-25M's ``ratings.csv``), timestamps, one constant user field
+    (ML-25M has no user features), item fields ``genre`` (multi-hot) and
+    ``year``, and ``item_year``. Explicit data has half-star ratings on
+    ``(0.5, 5.0)``; implicit data has value 1 and ``feedback="implicit"``.
+    ``extras`` holds the per-user ``history_length`` drawn.
+  """
+  if isinstance(spec, str):
+    spec = scaled_spec(spec, scale, seed)
+  rng = np.random.default_rng(spec.seed)
+  counts = history_lengths(spec, rng)
+  keys = _draw_items(spec, counts, rng)
+  user = (keys // spec.num_items).astype(np.int32)
+  item = (keys % spec.num_items).astype(np.int32)
+  del keys
+  n = len(user)
+
+  # Timestamps: each user rates over a span of their own between 1995 and 2019.
+  t0, t1 = 788_918_400, 1_574_000_000
+  start = rng.integers(t0, t1, size=spec.num_users)
+  span = ((t1 - start) * rng.random(spec.num_users)).astype(np.int64)
+  timestamp = start[user] + (rng.random(n) * span[user]).astype(np.int64)
+
+  # Items: up to 3 genres and a release year, newer years more common.
+  genre_n = rng.integers(1, 4, size=spec.num_items)
+  genre_ids = rng.integers(1, SCALED_GENRES + 1, size=(spec.num_items, 3))
+  genre = np.where(np.arange(3)[None, :] < genre_n[:, None], genre_ids, 0).astype(np.int32)
+  item_year = (2019 - np.minimum(rng.exponential(15.0, size=spec.num_items), 100)).astype(np.int32)
+  year_vocab = int(item_year.max() - item_year.min()) + 2
+  item_cols = {"genre": genre, "year": (item_year - item_year.min() + 1).astype(np.int32)}
+  item_specs = (FieldSpec("genre", "multi", vocab_size=SCALED_GENRES + 1, width=3),
+                FieldSpec("year", "categorical", vocab_size=year_vocab))
+  users = FeatureTable((FieldSpec("user_constant", "categorical", vocab_size=2),),
+                       {"user_constant": np.ones(spec.num_users, np.int32)})
+  items = FeatureTable(item_specs, item_cols)
+
+  if spec.feedback == "implicit":
+    inter = Interactions(user, item, np.ones(n, np.float32), timestamp)
+    return Dataset(name=spec.name, interactions=inter, users=users, items=items, rating_scale=(0.0, 1.0),
+                   item_year=item_year, feedback="implicit", interacted=inter,
+                   extras={"history_length": counts.astype(np.int32)}, source=f"make_scaled {spec}")
+  if spec.feedback != "rating":
+    raise ValueError(f"feedback must be 'rating' or 'implicit', got {spec.feedback!r}")
+  # Ratings: biases + latent match + noise, cut into half stars at ML-25M's shares (float32, in chunks).
+  d = spec.latent_dim
+  pref = rng.normal(size=(spec.num_users, d)).astype(np.float32) / np.float32(math.sqrt(d))
+  vec = rng.normal(size=(spec.num_items, d)).astype(np.float32)
+  b_user = rng.normal(0.0, 0.4, size=spec.num_users).astype(np.float32)
+  b_item = rng.normal(0.0, 0.5, size=spec.num_items).astype(np.float32)
+  raw = np.empty(n, np.float32)
+  for lo in range(0, n, 1 << 21):
+    u, i = user[lo:lo + (1 << 21)], item[lo:lo + (1 << 21)]
+    raw[lo:lo + len(u)] = b_user[u] + b_item[i] + np.einsum("nd,nd->n", pref[u], vec[i])
+  raw += rng.normal(0.0, spec.noise, size=n).astype(np.float32)
+  probe = raw if n <= 1 << 22 else raw[rng.integers(0, n, size=1 << 22)]
+  thresholds = np.quantile(probe, np.cumsum(_HALF_STAR_SHARES)[:-1]).astype(np.float32)
+  rating = (np.searchsorted(thresholds, raw) + 1).astype(np.float32) * np.float32(0.5)
+  del raw
+  return Dataset(name=spec.name, interactions=Interactions(user, item, rating, timestamp), users=users,
+                 items=items, rating_scale=(0.5, 5.0), item_year=item_year,
+                 extras={"history_length": counts.astype(np.int32), "thresholds": thresholds},
+                 source=f"make_scaled {spec}")
