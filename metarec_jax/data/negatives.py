@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from metarec_jax.data.interactions import Interactions
+from metarec_jax.data.draws import randbelow
 from metarec_jax.data.tasks import TaskBatch, pad_batch
 
 SEEN = "seen"                  # Features.extra: bool [num_users, num_items], every interaction
@@ -393,30 +394,6 @@ def sorted_pool(seen: SeenLists, pool: np.ndarray, kind: str = "uniform", counts
       pool=_pad(pool, min_pool, 0).astype(np.int32),
       total=np.asarray(total, np.int32),
       cum=None if kind == "uniform" else _pad(cum, min_pool + 1, total).astype(np.int32))
-
-
-def _mulhi(a: jax.Array, b: jax.Array) -> jax.Array:
-  """The high 32 bits of the 64-bit product of ``uint32`` arrays (16-bit limbs: no x64 needed)."""
-  lo16 = jnp.uint32(0xFFFF)
-  a0, a1, b0, b1 = a & lo16, a >> 16, b & lo16, b >> 16
-  p00, p01, p10 = a0 * b0, a0 * b1, a1 * b0
-  mid = (p00 >> 16) + (p01 & lo16) + (p10 & lo16)
-  return a1 * b1 + (p01 >> 16) + (p10 >> 16) + (mid >> 16)
-
-
-def randbelow(key: jax.Array, bound: jax.Array, num: int) -> jax.Array:
-  """``num`` integers uniform in ``[0, bound)`` (``1 <= bound < 2**31``), as ``int32``.
-
-  ``floor(R * bound / 2**64)`` of 64 random bits ``R``: every value has
-  ``floor`` or ``ceil`` of ``2**64 / bound`` of the ``R``s, a relative error
-  below ``2**-33``; no rejection loop, and far cheaper to compile than
-  `jax.random.randint`.
-  """
-  bits = jax.random.bits(key, (2, num), jnp.uint32)
-  m = jnp.asarray(bound).astype(jnp.uint32)
-  low = bits[0] * m                       # R_hi * m = (high:low), plus mulhi(R_lo, m), carried
-  total = low + _mulhi(bits[1], m)
-  return (_mulhi(bits[0], m) + (total < low).astype(jnp.uint32)).astype(jnp.int32)
 
 
 def _upper_bound(sorted_: jax.Array, x: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metarec_jax.data.draws import distinct_below
 from metarec_jax.data.interactions import FeatureTable, Interactions
 from metarec_jax.types import Features, TaskBatch, TaskSet
 
@@ -180,15 +181,31 @@ def split_tasks(tasks: TaskSet, key: jax.Array, query_size: int, support_size: i
   return TaskBatch(tasks.user, s_items, s_ratings, s_mask, q_items, q_ratings, q_mask)
 
 
+# Task sets with at least this many tasks draw their batch with `draws.distinct_below` (cost independent of
+# the set's size); smaller ones keep `jax.random.choice`, whose permutation of every task costs O(n) per step
+# but whose draws the published tables were made with. Both are uniform ordered samples without replacement.
+LARGE_TASK_SET = 32_768
+
+
+def pick_tasks(key: jax.Array, num_tasks: int, batch_size: int) -> jax.Array:
+  """The indices of a batch of ``batch_size`` of ``num_tasks`` tasks: without replacement when they suffice."""
+  if batch_size > num_tasks:
+    return jax.random.choice(key, num_tasks, (batch_size,), replace=True)
+  if num_tasks >= LARGE_TASK_SET:
+    return distinct_below(key, num_tasks, batch_size)
+  return jax.random.choice(key, num_tasks, (batch_size,), replace=False)
+
+
 def sample_batch(tasks: TaskSet, key: jax.Array, batch_size: int, query_size: int,
                  support_size: int) -> TaskBatch:
   """Draws ``batch_size`` tasks and a fresh support/query split of each.
 
-  Tasks are drawn without replacement when the set is large enough.
+  Tasks are drawn without replacement when the set is large enough
+  (`pick_tasks`; from `LARGE_TASK_SET` tasks on, at a cost independent of
+  the set's size).
   """
   k_pick, k_split = jax.random.split(key)
-  n = tasks.user.shape[0]
-  idx = jax.random.choice(k_pick, n, (batch_size,), replace=batch_size > n)
+  idx = pick_tasks(k_pick, tasks.user.shape[0], batch_size)
   picked = jax.tree_util.tree_map(lambda x: x[idx], tasks)
   return split_tasks(picked, k_split, query_size, support_size)
 

@@ -12,7 +12,7 @@ from metarec_jax import ConfigError, validate
 from metarec_jax.data import build_taskset, sample_batch, split_tasks
 from metarec_jax.data.implicit import to_implicit
 from metarec_jax.data.interactions import Interactions
-from metarec_jax.data.negatives import (implicit_eval_batch, implicit_eval_batch_sorted, pool_logits, randbelow,
+from metarec_jax.data.negatives import (implicit_eval_batch, implicit_eval_batch_sorted, pool_logits,
                                         sample_negatives, sample_sorted, seen_lists, seen_matrix, sorted_extra,
                                         sorted_pool, with_train_negatives)
 from tests.conftest import make_implicit, tiny_config
@@ -99,16 +99,6 @@ def test_one_draw_is_distributed_as_the_matrix_samplers_first(small, draws):
   _, pvalue, _, _ = stats.chi2_contingency(np.stack([a[support], b[support]]))
   assert pvalue > 1e-4
   assert np.abs(a[support] / DRAWS - 1 / support.sum()).max() > 0.05  # the weights matter: not uniform
-
-
-def test_randbelow_is_the_exact_64_bit_multiply_shift():
-  """``floor(R * m / 2**64)`` of the key's 64 bits, checked with Python integers, for small and huge bounds."""
-  key = jax.random.PRNGKey(3)
-  bits = np.asarray(jax.random.bits(key, (2, 500), jnp.uint32)).astype(object)
-  fn = jax.jit(randbelow, static_argnums=2)
-  for m in (1, 7, 1000, 123_456_789, 2 ** 31 - 1):
-    ref = [((int(h) << 32 | int(lo)) * m) >> 64 for h, lo in zip(bits[0], bits[1])]
-    np.testing.assert_array_equal(np.asarray(fn(key, jnp.int32(m), 500)), ref)
 
 
 @pytest.fixture(scope="module")
