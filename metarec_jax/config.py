@@ -75,6 +75,8 @@ def default_config() -> ml_collections.ConfigDict:
                                      # replacement; see data.negatives)
   c.data.history_cap = 0             # > 0: a user with more ratings keeps a seeded random subset of this many
                                      # (fixed per seed and user), so tasks are padded to at most this length
+  # data.name = scaled: MovieLens-25M- or Amazon-shaped synthetic data, a share of their size (benchmarks).
+  c.data.scaled = ml_collections.ConfigDict(dict(kind="ml-25m", scale=1.0, seed=0))
   c.data.synthetic = ml_collections.ConfigDict(dict(
       num_users=1200, num_items=400, latent_dim=6, feature_share=0.35, cold_user_share=0.25,
       cold_item_share=0.25, min_ratings=16, max_ratings=40, noise=0.3, seed=0))

@@ -59,3 +59,16 @@ def test_scaled_spec_sizes_and_errors():
     scaled_spec("ml-25m", 2.0)
   with pytest.raises(ValueError, match="below"):
     make_scaled(ScaledSpec(num_users=100, num_items=500, num_interactions=100))
+
+
+def test_scaled_data_by_name_in_a_config():
+  """data.name=scaled: the same experiment files on the ML-25M-shaped generator; bad settings named."""
+  from metarec_jax import ConfigError, default_config, prepare
+  c = default_config()
+  c.data.name, c.data.protocol, c.eval.scenarios = "scaled", "random_users", ("user_cold",)
+  c.data.scaled.scale = 0.001
+  prep = prepare(c, 0)
+  assert prep.data.num_users == 163 and prep.train.num_tasks > 0 and prep.test_batches["user_cold"].num_tasks > 0
+  c.data.scaled.kind = "netflix"
+  with pytest.raises(ConfigError, match="data.scaled: unknown scaled data set 'netflix'"):
+    prepare(c, 0)
