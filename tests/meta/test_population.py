@@ -14,7 +14,7 @@ from metarec_jax.meta.population import (PopulationMismatch, init_population, ma
 from metarec_jax.models import init_params
 from tests.conftest import tree_allclose
 
-STEPS = 5
+STEPS = 3
 SHAPES = dict(tasks_per_batch=8, query_size=5, support_size=6)
 
 
@@ -22,20 +22,20 @@ def test_the_population_step_equals_separate_runs_of_each_member(tiny_setup):
   model, predict, _, features, tasks, _ = tiny_setup
   spec = learner_spec("maml", inner_lr=0.1, inner_steps=1)
   opt = optax.adam(1e-2)
-  # three members: different initialisations and different batch streams, as three seeds are
-  params = [init_meta_params(spec, init_params(model, features, jax.random.PRNGKey(10 + i))) for i in range(3)]
-  keys = [jax.random.PRNGKey(20 + i) for i in range(3)]
+  # two members: different initialisations and different batch streams, as two seeds are
+  params = [init_meta_params(spec, init_params(model, features, jax.random.PRNGKey(10 + i))) for i in range(2)]
+  keys = [jax.random.PRNGKey(20 + i) for i in range(2)]
   states = init_population(params, opt, keys)
-  assert population_size(states) == 3
+  assert population_size(states) == 2
   step = make_population_step(spec, predict, opt, **SHAPES)
   losses = []
   for _ in range(STEPS):
     states, metrics = step(states, tasks, features)
-    assert metrics["loss"].shape == (3,)
+    assert metrics["loss"].shape == (2,)
     losses.append(np.asarray(metrics["loss"]))
 
   plain = make_meta_train_step(spec, predict, opt, **SHAPES)
-  for i in range(3):
+  for i in range(2):
     state = init_state(params[i], opt, keys[i])
     for t in range(STEPS):
       state, m = plain(state, tasks, features)
