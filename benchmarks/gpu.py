@@ -32,15 +32,11 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from metarec_jax.bench.jax_step import JaxMetaStep
-from metarec_jax.bench.workload import (ML1M_USERS, Field, Workload, WorkloadSpec, make_workload, random_table,
-                                        random_tasks)
-from metarec_jax.data.tasks import features_from_tables
-from metarec_jax.meta.learners import init_meta_params, learner_spec
+from metarec_jax.bench.workload import (ML1M_USERS, Field, Workload, WorkloadSpec, make_workload,
+                                        recmodel_workload)
 from metarec_jax.models.field_transformer import SIZES, TransformerSpec
-from metarec_jax.models.model import RecModel, init_params, make_predict
 
 TASKS = (32, 128, 512, 2048, 8192, 32768, 65536)
 TRANSFORMER_SIZES = ("base", "large")
@@ -69,19 +65,8 @@ def transformer_workload(spec: WorkloadSpec, size: str, *, bf16: bool, remat: bo
 
   The tables and tasks are `make_workload`'s (same seed, same draws); only the model differs.
   """
-  rng = np.random.default_rng(spec.seed)
-  users = random_table(spec.user_fields, spec.num_users, rng)
-  items = random_table(spec.item_fields, spec.num_items, rng)
-  features = features_from_tables(users, items)
-  pool = spec.pool or max(2 * spec.tasks, 64)
-  tasks = jax.device_put(random_tasks(pool, spec.support + spec.query, spec.num_users, spec.num_items, rng))
-  model = RecModel(user_specs=users.specs, item_specs=items.specs, embed_dim=spec.embed_dim, head="mlp",
-                   head_hidden=tuple(spec.head_hidden), offset=3.5, dtype=jnp.bfloat16 if bf16 else None,
-                   extractor="transformer", transformer=TransformerSpec.named(size, remat=remat))
-  learner = learner_spec(spec.learner, inner_lr=spec.inner_lr, inner_steps=spec.inner_steps, adapt="head",
-                         remat=spec.remat, factored=spec.factored)
-  params = init_params(model, features, jax.random.PRNGKey(spec.seed))
-  return Workload(spec, learner, model, make_predict(model), features, tasks, init_meta_params(learner, params))
+  return recmodel_workload(spec, dtype=jnp.bfloat16 if bf16 else None, extractor="transformer",
+                           transformer=TransformerSpec.named(size, remat=remat))
 
 
 def time_step(workload: Workload, repeats: int, steps: int) -> dict[str, Any]:

@@ -173,31 +173,46 @@ def random_tasks(num_tasks: int, length: int, num_users: int, num_items: int,
                  lengths=np.full((num_tasks,), length, np.int32))
 
 
-def make_workload(spec: WorkloadSpec = WorkloadSpec()) -> Workload:
-  """Builds the model, device-resident tables and tasks, and initial meta params.
-
-  The learner adapts the decision layers (``adapt="head"``), second order
-  unless the learner is first order (``fomaml``, ``reptile``). A method with
-  a model of its own trains that model with its own learner (`method_parts`).
-  """
+def workload_inputs(spec: WorkloadSpec) -> tuple[FeatureTable, FeatureTable, Features, TaskSet]:
+  """The workload's random user and item tables, their device features and its device-resident task pool."""
   rng = np.random.default_rng(spec.seed)
   users = random_table(spec.user_fields, spec.num_users, rng)
   items = random_table(spec.item_fields, spec.num_items, rng)
   features = features_from_tables(users, items)
   pool = spec.pool or max(2 * spec.tasks, 64)
   tasks = jax.device_put(random_tasks(pool, spec.support + spec.query, spec.num_users, spec.num_items, rng))
-  if spec.learner not in LEARNERS:  # a method that trains its own model (TaNP, MAMO, ...)
-    parts = method_parts(spec, users, items, features)
-    return Workload(spec, parts.spec, parts.model, parts.predict, features, tasks,
-                    init_meta_params(parts.spec, parts.init(features, jax.random.PRNGKey(spec.seed))),
-                    method=spec.learner, make_step=parts.make_step)
+  return users, items, features, tasks
+
+
+def recmodel_workload(spec: WorkloadSpec, **model_kwargs) -> Workload:
+  """The MeLU-shaped `RecModel` (``model_kwargs`` added, e.g. another extractor) with the spec's learner.
+
+  The learner adapts the decision layers (``adapt="head"``), second order
+  unless the learner is first order (``fomaml``, ``reptile``).
+  """
+  users, items, features, tasks = workload_inputs(spec)
   model = RecModel(user_specs=users.specs, item_specs=items.specs, embed_dim=spec.embed_dim,
-                   head="mlp", head_hidden=tuple(spec.head_hidden), offset=3.5)
+                   head="mlp", head_hidden=tuple(spec.head_hidden), offset=3.5, **model_kwargs)
   learner = learner_spec(spec.learner, inner_lr=spec.inner_lr, inner_steps=spec.inner_steps, adapt="head",
                          remat=spec.remat, factored=spec.factored)
   params = init_params(model, features, jax.random.PRNGKey(spec.seed))
   return Workload(spec, learner, model, make_predict(model), features, tasks,
                   init_meta_params(learner, params))
+
+
+def make_workload(spec: WorkloadSpec = WorkloadSpec()) -> Workload:
+  """Builds the model, device-resident tables and tasks, and initial meta params (`recmodel_workload`).
+
+  A method with a model of its own trains that model with its own learner
+  (`method_parts`).
+  """
+  if spec.learner not in LEARNERS:  # a method that trains its own model (TaNP, MAMO, ...)
+    users, items, features, tasks = workload_inputs(spec)
+    parts = method_parts(spec, users, items, features)
+    return Workload(spec, parts.spec, parts.model, parts.predict, features, tasks,
+                    init_meta_params(parts.spec, parts.init(features, jax.random.PRNGKey(spec.seed))),
+                    method=spec.learner, make_step=parts.make_step)
+  return recmodel_workload(spec)
 
 
 def method_parts(spec: WorkloadSpec, users: FeatureTable, items: FeatureTable, features: Features | None = None):

@@ -77,7 +77,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="override a config key (repeatable); a key no method uses is refused")
   run.add_argument("--seeds", type=int, help="number of seeds (seed, seed+1, ...)")
   run.add_argument("--vectorize", action="store_true",
-                   help="train each learned method's seeds as one vmapped program (train.vectorize=true)")
+                   help="train each learned method's seeds, and variants that differ only in optimizer.lr / "
+                        "meta.inner_lr, as one vmapped program (train.vectorize=true)")
   run.add_argument("--no-progress", action="store_true", help="no progress bars")
   multi = run.add_argument_group(
       "many processes (docs/multihost.md)",

@@ -179,23 +179,35 @@ class CandidateLayout:
             f"with ({self.width} items in the catalogue)")
 
 
-def _eval_task(key, user, s_logits, q_logits, seen, s_items, s_mask, q_items, q_mask, pool,
-               ratio: int, width: int, mode: str):
+def _eval_candidates(key, user, draw_support, draw_query, s_items, s_mask, q_items, q_mask, pool, pool_unseen,
+                     ratio: int, width: int, mode: str):
+  """One task's evaluation sets: support positives + ``ratio`` negatives each, query candidates.
+
+  ``draw_support(key, num)`` / ``draw_query(key, num)`` return ``(items,
+  valid)`` (the matrix or the sorted sampler); in ``all`` mode the query
+  candidates are ``pool``, masked by ``pool_unseen``.
+  """
   k_sup, k_qry = jax.random.split(jax.random.fold_in(key, user))
-  row = seen[user]
   s = s_items.shape[0]
-  neg, valid = sample_negatives(k_sup, s_logits, row, s * ratio)
+  neg, valid = draw_support(k_sup, s * ratio)
   sup = _grouped(s_items, s_mask, neg.reshape(s, ratio), valid.reshape(s, ratio))
   if mode == "sampled":
     keys = jax.random.split(k_qry, q_items.shape[0])
-    neg, valid = jax.vmap(lambda k: sample_negatives(k, q_logits, row, width))(keys)
+    neg, valid = jax.vmap(lambda k: draw_query(k, width))(keys)
     qry = _grouped(q_items, q_mask, neg, valid)
   else:
     items = jnp.concatenate([q_items, pool])
     labels = jnp.concatenate([jnp.ones(q_items.shape, jnp.float32), jnp.zeros(pool.shape, jnp.float32)])
-    mask = jnp.concatenate([q_mask, ~row[pool] & q_mask.any()])
-    qry = (items, labels, mask)
+    qry = (items, labels, jnp.concatenate([q_mask, pool_unseen & q_mask.any()]))
   return sup + qry
+
+
+def _eval_task(key, user, s_logits, q_logits, seen, s_items, s_mask, q_items, q_mask, pool,
+               ratio: int, width: int, mode: str):
+  row = seen[user]
+  return _eval_candidates(key, user, lambda k, n: sample_negatives(k, s_logits, row, n),
+                          lambda k, n: sample_negatives(k, q_logits, row, n), s_items, s_mask, q_items, q_mask,
+                          pool, ~row[pool], ratio, width, mode)
 
 
 def implicit_eval_batch(batch: TaskBatch, key: jax.Array, *, support_logits: np.ndarray, query_logits: np.ndarray,
@@ -497,20 +509,9 @@ def with_train_negatives(batch: TaskBatch, key: jax.Array, extra: dict, ratio: i
 
 def _eval_task_sorted(key, user, row, sup, qry, s_items, s_mask, q_items, q_mask, pool_mask, ratio: int,
                       width: int, mode: str):
-  k_sup, k_qry = jax.random.split(jax.random.fold_in(key, user))
-  s = s_items.shape[0]
-  neg, valid = sample_sorted(k_sup, sup, row, s * ratio)
-  out = _grouped(s_items, s_mask, neg.reshape(s, ratio), valid.reshape(s, ratio))
-  if mode == "sampled":
-    keys = jax.random.split(k_qry, q_items.shape[0])
-    neg, valid = jax.vmap(lambda k: sample_sorted(k, qry, row, width))(keys)
-    qry_out = _grouped(q_items, q_mask, neg, valid)
-  else:
-    pool = qry.pool[:width]
-    items = jnp.concatenate([q_items, pool])
-    labels = jnp.concatenate([jnp.ones(q_items.shape, jnp.float32), jnp.zeros(pool.shape, jnp.float32)])
-    qry_out = (items, labels, jnp.concatenate([q_mask, pool_mask & q_mask.any()]))
-  return out + qry_out
+  return _eval_candidates(key, user, lambda k, n: sample_sorted(k, sup, row, n),
+                          lambda k, n: sample_sorted(k, qry, row, n), s_items, s_mask, q_items, q_mask,
+                          qry.pool[:width], pool_mask, ratio, width, mode)
 
 
 _eval_tasks_sorted = jax.jit(
