@@ -19,7 +19,7 @@ from (the mean training rating a model starts from), `make_member_step`
 vmaps a step *built inside the trace* from per-member arguments over
 stacked tasks and features (`stack_members`, `pad_task_length`):
 `metarec run --vectorize` trains a method's seeds this way
-(`train.population`, `methods.learned.train_population`).
+(`train.population.train_population`, `methods.learned.train_population_model`).
 
 Measured on the 2-core CPU (MeLU-shaped workload, 32 tasks × (20 + 10), MeLU's
 learner; mean of 20 steps after the first call, `python benchmarks/population_step.py`, 2026-12-03):

@@ -354,7 +354,7 @@ def population_compatible(a: ml_collections.ConfigDict, b: ml_collections.Config
 
 
 def train_population_model(members: list[tuple[ml_collections.ConfigDict, FitContext, str]]) -> list[Trained]:
-  """`train_model` of several (config, seed, owner) members at once: one vmapped program (`train.population`).
+  """`train_model` of several (config, seed, owner) members at once: one vmapped program (the loop: `train.population`).
 
   The members' configs may differ in `POPULATION_KEYS` only (outer and inner
   rates: a grid of variants) and their seeds in their data. Each member has
