@@ -11,6 +11,8 @@ Prints:   ONE JSON object on stdout (progress on stderr):
           ``field_transformer``: the same step with `model.extractor=transformer` (sizes base and large of
             `field_transformer.SIZES`) in bfloat16 with rematerialised blocks, and in float32 without remat
             (``--tiny``: size tiny, bfloat16 + remat only);
+          ``population``: N members (1, 4, 16, 64; seeds as `metarec run --vectorize` trains them) as one
+            vmapped step against N separate steps, 32 tasks each (`bench/population.py`);
           ``ml1m``: wall seconds of ``metarec run experiments/melu_ml1m.py`` (with ``--ml1m``; needs
             ``METAREC_DATA``), else why it was skipped.
           A configuration that runs out of memory records its error and the others still run.
@@ -20,6 +22,7 @@ Expected: pending a lent GPU (benchmarks/README.md, "GPU").
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -34,11 +37,13 @@ import jax
 import jax.numpy as jnp
 
 from metarec_jax.bench.jax_step import JaxMetaStep
+from metarec_jax.bench.population import time_population
 from metarec_jax.bench.workload import (ML1M_USERS, Field, Workload, WorkloadSpec, make_workload,
                                         recmodel_workload)
 from metarec_jax.models.field_transformer import SIZES, TransformerSpec
 
 TASKS = (32, 128, 512, 2048, 8192, 32768, 65536)
+POPULATION = (1, 4, 16, 64)  # members of the vmapped population (N seeds, `metarec run --vectorize`)
 TRANSFORMER_SIZES = ("base", "large")
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -114,6 +119,18 @@ def transformer_rows(sizes: tuple[str, ...], tasks: int, chunk: int, tiny: bool,
   return rows
 
 
+def population_rows(members: tuple[int, ...], tiny: bool, steps: int) -> list[dict]:
+  """N seeds as one vmapped program against N separate steps (`--vectorize`), MeLU's learner, 32 tasks."""
+  spec = dataclasses.replace(step_spec(4 if tiny else 32, 0, tiny), learner="melu")
+  rows = []
+  for n in members:
+    row = guarded(lambda: time_population(make_workload(spec), n, steps))
+    row.setdefault("members", n)
+    rows.append(row)
+    log(f"population of {n}: {row}")
+  return rows
+
+
 def ml1m_run(enabled: bool, workdir: str | None, timeout_s: float) -> dict[str, Any]:
   """Wall seconds of ``metarec run experiments/melu_ml1m.py`` in a fresh workdir (a child process)."""
   if not enabled:
@@ -176,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     log(f"warning: backend is {result['machine']['backend']}, not gpu: these are not GPU figures")
   result["meta_step"] = meta_step_rows(tasks, chunk, tiny, repeats, steps)
   result["field_transformer"] = transformer_rows(sizes, t_tasks, chunk, tiny, repeats, steps)
+  result["population"] = population_rows((2,) if tiny else POPULATION, tiny, steps)
   result["ml1m"] = ml1m_run(a.ml1m, a.ml1m_workdir, a.ml1m_timeout)
   text = json.dumps(result, indent=1)
   if a.out:

@@ -25,8 +25,11 @@ Measured on the 2-core CPU (MeLU-shaped workload, 32 tasks × (20 + 10), MeLU's
 learner; mean of 20 steps after the first call, `python benchmarks/population_step.py`, 2026-12-03):
 separate steps / population step, two runs: 3 members 1.00× and 0.96×
 (7.4 / 7.4 ms, 8.7 / 9.1 ms), 8 members 0.97× and 0.70×, 1 member 0.41× and
-0.42× (the one-member program is 2.4× slower than the plain step). On this CPU one
-member already keeps both cores busy, so the population saves no step time.
+0.42×; a third run with the timing code moved to `bench.population`: 1.18×,
+0.89× and 1.04× (so the one-member slowdown of the first two runs did not
+repeat; on this shared machine differences under ~1.5× are noise). On this
+CPU one member already keeps both cores busy, so the population saves no
+step time.
 A whole run saves none either: ``metarec run experiments/melu_ml1m.py --seeds 3
 --set methods=melu1,maml,melu_ridge`` took 11 min 58 s seed by seed and 12 min
 17 s with ``--vectorize`` (2026-12-03). Over 1,000 steps the members' float

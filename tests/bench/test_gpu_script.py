@@ -31,7 +31,13 @@ def gpu(monkeypatch):
     return {"compile_s": 0.1, "ms_per_step": 1.0, "tasks_per_s": workload.spec.tasks / 1e-3, "peak_mb": 1.0,
             "tflops_per_s": None, "params": workload.num_params()}
 
+  def fake_time_population(workload, members, steps):
+    seen.append(workload)
+    return {"members": members, "population_ms": 1.0, "separate_ms": float(members), "first_call_s": 0.1,
+            "separate_over_population": float(members)}
+
   monkeypatch.setattr(module, "time_step", fake_time_step)
+  monkeypatch.setattr(module, "time_population", fake_time_population)
   module.seen = seen
   return module
 
@@ -40,7 +46,10 @@ def test_tiny_prints_one_json_with_every_section(gpu, capsys):
   result = gpu.main(["--tiny"])
   out = capsys.readouterr().out
   assert json.loads(out) == json.loads(json.dumps(result))  # stdout is exactly the one JSON object
-  assert set(result) >= {"machine", "tiny", "workload", "meta_step", "field_transformer", "ml1m"}
+  assert set(result) >= {"machine", "tiny", "workload", "meta_step", "field_transformer", "population", "ml1m"}
+  (pop,) = result["population"]
+  assert pop["members"] == 2 and pop["separate_over_population"] == 2.0
+  assert any(w.learner.name == "melu" and w.spec.tasks == 4 for w in gpu.seen)  # MeLU's learner, the tiny batch
   assert result["machine"]["backend"] == "cpu" and result["tiny"] is True
 
   (step,) = result["meta_step"]  # failed (the stub's out-of-memory): recorded, and the rest still ran
@@ -49,7 +58,7 @@ def test_tiny_prints_one_json_with_every_section(gpu, capsys):
 
   (ft,) = result["field_transformer"]
   assert ft["size"] == "tiny" and ft["dtype"] == "bfloat16" and ft["remat"] is True and ROW_KEYS <= set(ft)
-  model = gpu.seen[-1].model
+  model = next(w.model for w in gpu.seen if w.model.extractor == "transformer")
   assert model.extractor == "transformer" and model.transformer.remat and model.dtype == gpu.jnp.bfloat16
   assert ft["params"] > gpu.seen[0].num_params()  # the transformer replaced the embedding extractor
   assert "skipped" in result["ml1m"]
