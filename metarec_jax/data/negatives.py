@@ -236,12 +236,18 @@ def implicit_eval_batch(batch: TaskBatch, key: jax.Array, *, support_logits: np.
   width = num_negatives if mode == "sampled" else len(pool)
   s_logits, q_logits, pool_d = jnp.asarray(support_logits), jnp.asarray(query_logits), jnp.asarray(pool)
   padded, n = pad_batch(batch, chunk)  # host numpy, equal chunks: one compile
+  return _assembled(batch, padded, n, chunk, mode, width, lambda start, b: _eval_tasks(
+      key, b.user, s_logits, q_logits, seen, b.support_items, b.support_mask, b.query_items, b.query_mask, pool_d,
+      ratio, width, mode))
+
+
+def _assembled(batch: TaskBatch, padded: TaskBatch, n: int, chunk: int, mode: str, width: int,
+               call) -> tuple[TaskBatch, CandidateLayout]:
+  """``call(start, chunk_of_padded)`` over equal chunks, joined into the evaluation batch and its layout."""
   parts = []
   for start in range(0, padded.num_tasks, chunk):
     b = jax.tree_util.tree_map(lambda x: x[start:start + chunk], padded)
-    out = _eval_tasks(key, b.user, s_logits, q_logits, seen, b.support_items, b.support_mask, b.query_items,
-                      b.query_mask, pool_d, ratio, width, mode)
-    parts.append([np.asarray(x) for x in out])
+    parts.append([np.asarray(x) for x in call(start, b)])
   cols = [np.concatenate(xs)[:n] for xs in zip(*parts)]
   out = TaskBatch(np.asarray(batch.user), *cols)
   return out, CandidateLayout(mode, int(batch.query_items.shape[-1]), int(width))
@@ -562,16 +568,9 @@ def implicit_eval_batch_sorted(batch: TaskBatch, key: jax.Array, *, seen: SeenLi
   else:
     pool_mask = np.zeros((len(users), 0), bool)
   sup_d, qry_d = jax.tree_util.tree_map(jnp.asarray, sup), jax.tree_util.tree_map(jnp.asarray, qry)
-  parts = []
-  for start in range(0, padded.num_tasks, chunk):
-    b = jax.tree_util.tree_map(lambda x: x[start:start + chunk], padded)
-    out = _eval_tasks_sorted(key, b.user, np.arange(start, start + chunk, dtype=np.int32), sup_d, qry_d,
-                             b.support_items, b.support_mask, b.query_items, b.query_mask,
-                             pool_mask[start:start + chunk], ratio, width, mode)
-    parts.append([np.asarray(x) for x in out])
-  cols = [np.concatenate(xs)[:n] for xs in zip(*parts)]
-  out = TaskBatch(np.asarray(batch.user), *cols)
-  return out, CandidateLayout(mode, int(batch.query_items.shape[-1]), int(width))
+  return _assembled(batch, padded, n, chunk, mode, width, lambda start, b: _eval_tasks_sorted(
+      key, b.user, np.arange(start, start + chunk, dtype=np.int32), sup_d, qry_d, b.support_items, b.support_mask,
+      b.query_items, b.query_mask, pool_mask[start:start + chunk], ratio, width, mode))
 
 
 __all__ = ["SEEN", "TRAIN_LOGITS", "SAMPLINGS", "SAMPLERS", "CANDIDATES", "candidate_modes", "seen_matrix",
