@@ -5,8 +5,9 @@ from metarec_jax.data import (SCENARIOS, Dataset, FeatureTable, FieldSpec, Inter
                               SyntheticSpec, build_taskset, features_from_tables, make_split, make_synthetic,
                               sample_batch, split_tasks)
 from metarec_jax.data import load_lastfm, seen_lists, sorted_pool, to_implicit, with_negatives, with_sorted_negatives
+from metarec_jax.data import ContentPrior, fit_content_prior, split_cold_items_ranking
 from metarec_jax.eval import (METRICS, RANKING_METRICS, RatingStats, compute_metrics, make_adapted_predictor, mae,
-                              ndcg_at_k, ranking_metrics, rmse, score_implicit)
+                              ndcg_at_k, ranking_metrics, rmse, score_full_ranking, score_implicit)
 from metarec_jax.experiment import evaluate_workdir, run
 from metarec_jax.meta import (LEARNERS, Learner, LearnerSpec, LossSpec, MetaTrainState, Schedule, adapt,
                               adapt_factored, adapt_on_support, adapt_task, chunked_vmap, init_meta_params,

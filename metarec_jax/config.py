@@ -75,6 +75,10 @@ def default_config() -> ml_collections.ConfigDict:
                                      # replacement; see data.negatives)
   c.data.history_cap = 0             # > 0: a user with more ratings keeps a seeded random subset of this many
                                      # (fixed per seed and user), so tasks are padded to at most this length
+  c.data.cold_item_share = 0.2       # protocol cold_items_ranking: share of interacted items held out as cold
+                                     # (half cold validation, half cold test, by items)
+  c.data.content_prior = ()          # item fields (e.g. text_emb) whose ridge fit on training items' means gives
+                                     # every item's prior mean: unseen / hidden items' baseline (data.content_prior)
   # data.name = scaled: MovieLens-25M- or Amazon-shaped synthetic data, a share of their size (benchmarks).
   c.data.scaled = ml_collections.ConfigDict(dict(kind="ml-25m", scale=1.0, seed=0))
   c.data.synthetic = ml_collections.ConfigDict(dict(
@@ -94,6 +98,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.item_stats = False         # dense item input: shrunk training mean and log count
   c.model.support_vector = False     # FISM-like user vector from the support set (leave-one-out)
   c.model.ridge_dim = 0              # > 0: closed-form ridge user vector over this many learned item factors
+  c.model.ridge_fields = ()          # dense item fields (text embeddings) that enter only the ridge item factors,
+                                     # as ridge_content_dim more factors with prior 0 (solved per user)
+  c.model.ridge_content_dim = 16
+  c.model.ridge_content_reg = 100.0  # initial ridge penalty of those factors (learned; large = starts nearly off)
   c.model.residual = False           # predict the residual over item mean + support user bias
   c.model.bias_reg = 5.0             # shrinkage of the support user bias (residual models)
   c.model.item_mean_reg = 5.0        # shrinkage of item means toward the global mean
@@ -101,8 +109,18 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.extractor = "fields"       # fields (embeddings + MLP towers) | transformer (FT-Transformer over fields)
   c.model.transformer = ml_collections.ConfigDict(dict(   # used when model.extractor = transformer
       size="small", dim=32, depth=2, heads=4, mlp_ratio=2, out_dim=0, pool="cls", remat=False))
-  c.model.text_features = ""         # .npy from `metarec features text`: adds the dense item field text_emb
+  c.model.text_features = ""         # .npy from `metarec features text`: adds the dense item field text_emb;
+                                     # several: "NAME=FILE.npy,NAME2=FILE2.npy" (one dense field each)
   c.model.freeze = ""                # regex over param paths that the outer loop does not train
+  c.model.text_encoder = ml_collections.ConfigDict(dict(  # a text encoder the outer loop can fine-tune
+      tokens="",                     # .npz from `metarec features tokens`: adds the tokens item field text_tokens
+      model="all-MiniLM-L6-v2",      # the encoder: a known name or a folder (config.json, model.safetensors,
+                                     # tokenizer.json); the cache must come from its tokenizer
+      finetune="frozen",             # frozen | all (every encoder weight) | lora (low-rank adapters only)
+      lora_rank=8, lora_alpha=16.0,  # adapters on attention q/k/v/output and feed-forward layers (finetune=lora)
+      remat=False,                   # recompute each encoder layer in the backward pass (less memory)
+      dtype="",                      # encoder compute dtype; empty: model.dtype (bfloat16 on accelerators)
+      max_tokens=32))                # ids per item (<= the cache's; 0: the cache's)
 
   c.meta = ml_collections.ConfigDict()
   c.meta.learner = "maml"            # learner used by a method named after no learner
@@ -534,6 +552,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
       problems.append(f"eval.scenarios: unknown scenario {s!r}; known: {SCENARIOS}")
   _check_feedback(config, problems)
   _check_history_cap(d, problems)
+  if d.content_prior and d.feedback == "implicit":
+    problems.append("data.content_prior predicts mean ratings: it needs data.feedback=rating")
   if d.feedback != "implicit":
     try:
       check_metric_names(e.metrics, d.query_size)

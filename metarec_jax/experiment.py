@@ -67,6 +67,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
       prep = prepare(config, seed, data)
       say(f"seed {seed}: {prep.train.num_tasks} meta-training tasks, {prep.valid_batch.num_tasks} validation; "
           + ", ".join(f"{s} {b.num_tasks}" for s, b in prep.test_batches.items()))
+      for note in prep.split.notes:
+        if note.startswith("content prior"):
+          say(f"seed {seed}: {note}")
       contexts[seed] = FitContext(config, prep, seed, run=rd, progress=progress, on_step=on_step,
                                   restore_only=reevaluate, methods={m.name: m for m in methods})
     return contexts[seed]

@@ -17,6 +17,7 @@ import numpy as np
 
 from metarec_jax import config as cfg_lib
 from metarec_jax.data import registry
+from metarec_jax.data.content_prior import content_matrix, fit_content_prior
 from metarec_jax.data.derived import derived_columns
 from metarec_jax.data.interactions import Dataset
 from metarec_jax.data.splits import ScenarioSplit, make_split
@@ -87,6 +88,16 @@ def _tasks(ratings, role: str, data_cfg, pad_to: int, seed: int = 0) -> TaskSet:
                                       seed=seed))
 
 
+def _pad_length(roles: list, data_cfg: ml_collections.ConfigDict) -> int:
+  """The task length every role is padded to: the longest user kept (``data.max_ratings``), at most ``data.history_cap``."""
+  counts = [np.bincount(r.user) for r in roles if len(r)]
+  counts = np.concatenate(counts) if counts else np.zeros(0, np.int64)
+  if data_cfg.max_ratings:
+    counts = counts[counts <= data_cfg.max_ratings]
+  pad_to = int(counts.max()) if len(counts) else 1
+  return min(pad_to, data_cfg.history_cap) if data_cfg.history_cap else pad_to
+
+
 def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None = None) -> Prepared:
   """Splits the data for one seed and puts the task sets on the device.
 
@@ -95,19 +106,23 @@ def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None =
   """
   d = config.data
   data = data if data is not None else with_model_inputs(load_dataset(d), config)
-  split = make_split(data, d.protocol, seed, valid_share=d.valid_share, warm_test_share=d.warm_test_share)
-  u_cols, _, i_cols, _, _ = derived_columns(split.train, data.num_users, data.num_items, config.model.item_mean_reg)
+  split = make_split(data, d.protocol, seed, valid_share=d.valid_share, warm_test_share=d.warm_test_share,
+                     cold_item_share=d.cold_item_share)
+  prior = None
+  if d.content_prior:
+    fitted = fit_content_prior(content_matrix(data.items, d.content_prior), split.train, config.model.item_mean_reg,
+                               fields=d.content_prior)
+    prior = fitted.prior
+    split = dataclasses.replace(split, notes=split.notes + (fitted.note(),))
+  u_cols, _, i_cols, _, _ = derived_columns(split.train, data.num_users, data.num_items, config.model.item_mean_reg,
+                                            prior)
   features = features_from_tables(data.users, data.items)
   features = features.replace(user={**features.user, **{k: jnp.asarray(v) for k, v in u_cols.items()}},
                               item={**features.item, **{k: jnp.asarray(v) for k, v in i_cols.items()}})
+  if split.catalogues is not None:  # a full-ranking protocol (cold_items_ranking)
+    return _prepare_full_ranking(config, seed, data, split, features)
   # One padded length for every role: one compile of each jitted function.
-  roles = [split.train, split.valid, *split.tests.values()]
-  counts = np.concatenate([np.bincount(r.user) for r in roles if len(r)])
-  if d.max_ratings:
-    counts = counts[counts <= d.max_ratings]
-  pad_to = int(counts.max()) if len(counts) else 1
-  if d.history_cap:
-    pad_to = min(pad_to, d.history_cap)
+  pad_to = _pad_length([split.train, split.valid, *split.tests.values()], d)
   train = _tasks(split.train, "meta-training", d, pad_to, seed)
   s = support_size(d)
   eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 7919)
@@ -144,9 +159,31 @@ def prepare(config: ml_collections.ConfigDict, seed: int, data: Dataset | None =
   return Prepared(data, split, features, train, valid, tests, test_tasks, eval_key, selection, stats, s, layouts)
 
 
+def _prepare_full_ranking(config: ml_collections.ConfigDict, seed: int, data: Dataset, split: ScenarioSplit,
+                          features: Features) -> Prepared:
+  """`prepare` for a full-ranking protocol (``cold_items_ranking``; `eval.implicit.full_ranking_inputs`).
+
+  Meta-training tasks are the users' warm training positives, as usual; every
+  validation and test task adapts on a user's training positives and ranks a
+  whole catalogue (`data.negatives.full_ranking_batch`).
+  """
+  from metarec_jax.eval.implicit import full_ranking_inputs
+  d = config.data
+  if data.feedback != "implicit":
+    raise cfg_lib.ConfigError(f"data.protocol={d.protocol} ranks whole catalogues of positives: set "
+                              "data.feedback=implicit (data.positive_threshold=1 counts every rating, as the "
+                              "published ALDI / LLM-InS numbers do)")
+  train = _tasks(split.train, "meta-training", d, _pad_length([split.train], d), seed)
+  eval_key = jax.random.fold_in(jax.random.PRNGKey(seed), 7919)
+  features, valid, tests, layouts, selection = full_ranking_inputs(config, data, split, features, eval_key, seed)
+  stats = RatingStats.from_ratings(split.train, data.num_items)
+  return Prepared(data, split, features, train, valid, tests, {}, eval_key, selection, stats, support_size(d), layouts)
+
+
 def with_model_inputs(data: Dataset, config: ml_collections.ConfigDict) -> Dataset:
   """Adds the inputs the model config asks for that the data set lacks (text embeddings)."""
   if config.model.text_features:
-    from metarec_jax.features.text import add_text_field
-    data = add_text_field(data, config.model.text_features)
-  return data
+    from metarec_jax.features.text import add_text_fields
+    data = add_text_fields(data, config.model.text_features)
+  from metarec_jax.features.tokens import with_token_inputs
+  return with_token_inputs(data, config)

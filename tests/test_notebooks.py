@@ -26,9 +26,9 @@ def test_cold_start_movielens_notebook_runs_and_shows_the_table_and_curve(tmp_pa
 
   results = json.loads((workdir / "results.json").read_text())
   got = {(r["method"], r["scenario"]) for r in results["rows"]}
-  methods = {"item_mean_user_bias", "maml"}  # the quick settings' methods
+  methods = {"item_mean_user_bias", "melu1"}  # the quick settings' methods
   assert got == {(m, "warm") for m in methods}  # the quick settings' scenario
-  sizes = {r["support"] for r in results["support_curve"] if r["method"] == "maml"}
+  sizes = {r["support"] for r in results["support_curve"] if r["method"] == "melu1"}
   assert sizes == {1, 3, 5, 10, 20}
   # The notebook displayed the markdown table (with every method) and both plots.
   outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]

@@ -88,7 +88,7 @@ def dataset_info(path: str | pathlib.Path, *, fmt: str = "auto", protocol: str |
   d = data_config(path, fmt, overrides)
   data = registry.load_dataset(d)
   split = splits.make_split(data, protocol, seed, valid_share=d.valid_share,
-                            warm_test_share=d.warm_test_share)
+                            warm_test_share=d.warm_test_share, cold_item_share=d.cold_item_share)
   pools = splits.scenario_pools(data, protocol)
   scenarios = pools if pools is not None else split.tests
   return {

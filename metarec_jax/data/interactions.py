@@ -7,6 +7,9 @@ one array per field, indexed by the entity's integer id:
 * ``categorical``: ``int32 [n]``, ids in ``[0, vocab_size)``; 0 means unknown.
 * ``multi``: ``int32 [n, width]``, padded id lists; 0 is padding.
 * ``dense``: ``float32 [n, width]``, numeric features.
+* ``tokens``: ``int32 [n, width]``, a text's word-piece ids (0 is padding),
+  embedded by a sentence encoder (`models.text.EncoderSpec`, see
+  `features.tokens`).
 
 No one-hot rows anywhere: an ML-1M item table is a few hundred kilobytes.
 """
@@ -14,11 +17,12 @@ No one-hot rows anywhere: an ML-1M item table is a few hundred kilobytes.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 
-FieldKind = Literal["categorical", "multi", "dense"]
+FieldKind = Literal["categorical", "multi", "dense", "tokens"]
+FIELD_KINDS = ("categorical", "multi", "dense", "tokens")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,17 +31,21 @@ class FieldSpec:
 
   Attributes:
     name: field name, unique within its table.
-    kind: ``categorical``, ``multi`` (multi-hot id list) or ``dense``.
+    kind: ``categorical``, ``multi`` (multi-hot id list), ``dense`` or
+      ``tokens`` (a text's token ids).
     vocab_size: number of ids including the 0 (unknown / padding) id; 0 for
       dense fields.
-    width: list length for ``multi`` fields, vector width for ``dense``
-      fields, 1 for ``categorical``.
+    width: list length for ``multi`` and ``tokens`` fields, vector width for
+      ``dense`` fields, 1 for ``categorical``.
+    encoder: ``tokens`` fields: the `models.text.EncoderSpec` that embeds the
+      ids (the tokeniser's model); None for the other kinds.
   """
 
   name: str
   kind: FieldKind
   vocab_size: int = 0
   width: int = 1
+  encoder: Any = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass
@@ -67,12 +75,15 @@ class FeatureTable:
       if spec.kind == "categorical":
         if col.ndim != 1:
           raise ValueError(f"categorical field {spec.name!r} must be 1-D, got {col.shape}")
-      elif spec.kind in ("multi", "dense"):
+      elif spec.kind in ("multi", "dense", "tokens"):
         if col.ndim != 2 or col.shape[1] != spec.width:
           raise ValueError(
               f"{spec.kind} field {spec.name!r} must have shape [n, {spec.width}], got {col.shape}")
       else:
-        raise ValueError(f"field {spec.name!r}: unknown kind {spec.kind!r}")
+        raise ValueError(f"field {spec.name!r}: unknown kind {spec.kind!r}; kinds are {FIELD_KINDS}")
+      if spec.kind == "tokens" and spec.encoder is None:
+        raise ValueError(f"tokens field {spec.name!r} needs its encoder (FieldSpec.encoder, a "
+                         "models.text.EncoderSpec): see features.tokens.add_tokens_field")
       if spec.kind != "dense" and len(col) and (col.min() < 0 or col.max() >= spec.vocab_size):
         raise ValueError(
             f"field {spec.name!r}: ids must lie in [0, {spec.vocab_size}), "

@@ -229,8 +229,8 @@ def build_metapath_tables(train: Interactions, items: FeatureTable, *, k: int, s
   for field in fields:
     if field not in kinds:
       continue
-    if kinds[field] == "dense":
-      raise ValueError(f"item field {field!r} is dense; a meta-path needs categorical or multi-valued ids")
+    if kinds[field] not in ("categorical", "multi"):
+      raise ValueError(f"item field {field!r} is {kinds[field]}; a meta-path needs categorical or multi-valued ids")
     name = field_path(field)
     names.append(name)
     tables.append(shared_value_neighbours(items.columns[field], k, _rng(seed, name), pool))

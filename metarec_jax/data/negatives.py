@@ -31,6 +31,7 @@ negatives). Evaluation batches put the query positives' candidates in
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import flax.struct
 import jax
@@ -573,8 +574,130 @@ def implicit_eval_batch_sorted(batch: TaskBatch, key: jax.Array, *, seen: SeenLi
       b.query_items, b.query_mask, pool_mask[start:start + chunk], ratio, width, mode))
 
 
+# --------------------------------------------------------------------------- full ranking (cold_items_ranking)
+
+FULL = "full"  # CandidateLayout.mode of full-ranking sets: query_items = the catalogue, labels = relevance
+
+
+def _ranking_support(key, user, row, draw, s_items, s_mask, ratio: int):
+  neg, valid = draw(jax.random.fold_in(key, user), row, s_items.shape[0] * ratio)
+  s = s_items.shape[0]
+  return _grouped(s_items, s_mask, neg.reshape(s, ratio), valid.reshape(s, ratio))
+
+
+@functools.partial(jax.jit, static_argnums=(5,))
+def _ranking_support_matrix(key, users, s_items, s_mask, logits_seen, ratio: int):
+  logits, seen = logits_seen
+  draw = lambda k, row, n: sample_negatives(k, logits, seen[row], n)
+  return jax.vmap(lambda u, i, m: _ranking_support(key, u, u, draw, i, m, ratio))(users, s_items, s_mask)
+
+
+@functools.partial(jax.jit, static_argnums=(5,))
+def _ranking_support_sorted(key, users, s_items, s_mask, sp, ratio: int):
+  draw = lambda k, row, n: sample_sorted(k, sp, row, n)
+  rows = jnp.arange(users.shape[0], dtype=jnp.int32)
+  return jax.vmap(lambda u, r, i, m: _ranking_support(key, u, r, draw, i, m, ratio))(users, rows, s_items, s_mask)
+
+
+def _rows_of(users: np.ndarray, size: int) -> np.ndarray:
+  row = np.full(size, -1, np.int64)
+  row[users] = np.arange(len(users))
+  return row
+
+
+def full_ranking_batch(users: np.ndarray, support: Interactions, relevant: Interactions, exclude: Interactions,
+                       catalogue: np.ndarray, key: jax.Array, *, support_size: int, ratio: int,
+                       seen: jax.Array | None = None, logits: np.ndarray | None = None,
+                       sampler: SortedPool | None = None, chunk: int = 256) -> tuple[TaskBatch, CandidateLayout]:
+  """An evaluation batch that ranks a whole catalogue per user (``data.protocol=cold_items_ranking``).
+
+  Row ``t`` is user ``users[t]``. Its support is the user's ``support``
+  positives (at most ``support_size``; pass them capped, e.g. with
+  `data.tasks.cap_histories`), each joined by ``ratio`` negatives drawn as in
+  training (from ``fold_in(key, user)``: ``logits`` and the ``seen`` matrix,
+  or the sorted ``sampler`` whose rows are ``users``). Its query is the
+  catalogue itself: ``query_items [T, C]`` = ``catalogue`` on every row,
+  ``query_ratings`` 1 where the item is one of the user's ``relevant``
+  positives, ``query_mask`` False where the item is one of the user's
+  ``exclude`` interactions (neither ranked nor relevant).
+
+  Args:
+    users: the evaluated users (distinct).
+    support: support positives (any users; others are ignored).
+    relevant: the held-out positives to find.
+    exclude: the interactions whose items the user's ranking leaves out.
+    catalogue: item ids ranked (distinct).
+    key: PRNG key of the support negatives (fixed per seed and set).
+    support_size: support slots per task.
+    ratio: negatives per support positive.
+    seen: ``bool [num_users, num_items]`` (matrix sampler).
+    logits: ``[num_items]`` training pool log-weights (matrix sampler).
+    sampler: `SortedPool` with one row per entry of ``users`` (sorted sampler).
+    chunk: tasks per jitted negative draw.
+
+  Returns:
+    ``(batch, CandidateLayout("full", C, 0))``.
+  """
+  users = np.asarray(users, np.int64)
+  catalogue = np.asarray(catalogue, np.int64)
+  t, c = len(users), len(catalogue)
+  n_users = int(max(users.max(initial=0), support.user.max(initial=0), relevant.user.max(initial=0),
+                    exclude.user.max(initial=0))) + 1
+  row = _rows_of(users, n_users)
+  n_items = int(max(catalogue.max(initial=0), relevant.item.max(initial=0), exclude.item.max(initial=0))) + 1
+  col = np.full(n_items, -1, np.int64)
+  col[catalogue] = np.arange(c)
+  # Support positives: [T, S], in a fixed (item) order per user.
+  sel = row[support.user] >= 0
+  su, si = row[support.user[sel]], support.item[sel]
+  order = np.lexsort((si, su))
+  su, si = su[order], si[order]
+  starts = np.searchsorted(su, np.arange(t))
+  pos = np.arange(len(su)) - starts[su]
+  keep = pos < support_size
+  s_items = np.zeros((t, support_size), np.int32)
+  s_items[su[keep], pos[keep]] = si[keep]
+  s_mask = np.zeros((t, support_size), bool)
+  s_mask[su[keep], pos[keep]] = True
+  # Query: the catalogue, relevance labels and exclusions.
+  q_items = np.broadcast_to(catalogue.astype(np.int32), (t, c)).copy()
+  labels = np.zeros((t, c), np.float32)
+  r_row, r_col = row[relevant.user], col[np.minimum(relevant.item, n_items - 1)]
+  ok = (r_row >= 0) & (r_col >= 0) & (relevant.item < n_items)
+  labels[r_row[ok], r_col[ok]] = 1.0
+  mask = np.ones((t, c), bool)
+  e_sel = exclude.user < n_users
+  e_row, e_col = row[exclude.user[e_sel]], col[np.minimum(exclude.item[e_sel], n_items - 1)]
+  ok = (e_row >= 0) & (e_col >= 0) & (exclude.item[e_sel] < n_items)
+  mask[e_row[ok], e_col[ok]] = False
+  labels[~mask] = 0.0
+  # Support negatives, in equal chunks (one compile).
+  pad = -t % chunk
+  pu = np.pad(users.astype(np.int32), (0, pad))
+  pi, pm = np.pad(s_items, ((0, pad), (0, 0))), np.pad(s_mask, ((0, pad), (0, 0)))
+  parts = []
+  for start in range(0, t + pad, chunk):
+    sl = slice(start, start + chunk)
+    if sampler is not None:
+      sub = sorted_rows(sampler, start, chunk)
+      out = _ranking_support_sorted(key, pu[sl], pi[sl], pm[sl], sub, ratio)
+    else:
+      out = _ranking_support_matrix(key, pu[sl], pi[sl], pm[sl], (jnp.asarray(logits), seen), ratio)
+    parts.append([np.asarray(x) for x in out])
+  sup_items, sup_labels, sup_mask = (np.concatenate(xs)[:t] for xs in zip(*parts))
+  batch = TaskBatch(users.astype(np.int32), sup_items, sup_labels, sup_mask, q_items, labels, mask)
+  return batch, CandidateLayout(FULL, c, 0)
+
+
+def sorted_rows(sp: SortedPool, start: int, num: int) -> SortedPool:
+  """Rows ``start .. start + num`` of ``sp`` as a `SortedPool` of their own (entries shared, offsets cut)."""
+  offsets = np.asarray(sp.offsets)
+  idx = np.minimum(np.arange(start, start + num + 1), len(offsets) - 1)
+  return sp.replace(offsets=jnp.asarray(offsets[idx]))
+
+
 __all__ = ["SEEN", "TRAIN_LOGITS", "SAMPLINGS", "SAMPLERS", "CANDIDATES", "candidate_modes", "seen_matrix",
            "pool_logits", "sample_negatives", "with_negatives", "CandidateLayout", "implicit_eval_batch",
            "SeenLists", "seen_lists", "SortedPool", "sorted_pool", "sample_sorted", "sorted_extra",
            "sorted_from_extra", "with_sorted_negatives", "with_train_negatives", "implicit_eval_batch_sorted",
-           "randbelow", "pow2"]
+           "randbelow", "pow2", "FULL", "full_ranking_batch", "sorted_rows"]

@@ -8,7 +8,9 @@ A protocol turns a `Dataset` and a seed into a `ScenarioSplit`:
 
 Scenario names: ``warm`` (held-out warm users, warm items), ``user_cold``
 (cold users, warm items), ``item_cold`` (warm users, cold items),
-``user_item_cold`` (cold users, cold items).
+``user_item_cold`` (cold users, cold items); ``cold`` is the item-cold
+scenario of the full-ranking protocol ``cold_items_ranking``
+(`split_cold_items_ranking`), whose ``warm`` scenario ranks the warm items.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import numpy as np
 
 from metarec_jax.data.interactions import Dataset, Interactions
 
-SCENARIOS = ("warm", "user_cold", "item_cold", "user_item_cold")
+MELU_SCENARIOS = ("warm", "user_cold", "item_cold", "user_item_cold")
+SCENARIOS = MELU_SCENARIOS + ("cold",)
 
 
 @dataclasses.dataclass
@@ -31,12 +34,24 @@ class ScenarioSplit:
     valid: validation ratings (model selection only).
     tests: scenario name -> test ratings.
     notes: human-readable remarks on how the split was made.
+    catalogues: full-ranking protocols only (``cold_items_ranking``): set
+      name (``valid``, a scenario, ``valid_<scenario>``) -> the item ids each
+      of its users ranks in full. ``None``: the task protocols, whose query
+      is split out of each user's own ratings.
+    seen: full-ranking protocols: every training interaction, positive or
+      not (the negative sampler's seen set and the items each user's ranking
+      excludes); ``None`` elsewhere.
+    extra_valid: full-ranking protocols: further validation sets by name
+      (``valid_warm``), selected on with ``eval.selection=per_scenario``.
   """
 
   train: Interactions
   valid: Interactions
   tests: dict[str, Interactions]
   notes: tuple[str, ...] = ()
+  catalogues: dict[str, np.ndarray] | None = None
+  seen: Interactions | None = None
+  extra_valid: dict[str, Interactions] = dataclasses.field(default_factory=dict)
 
 
 def split_cold_flags(data: Dataset, seed: int, *, valid_share: float = 0.1,
@@ -162,10 +177,10 @@ def split_pools(pools: dict[str, Interactions], seed: int, *, valid_share: float
 def melu_pools(data: Dataset, *, min_ratings: int = MIN_RATINGS, max_ratings: int = MAX_RATINGS,
                **unused) -> dict[str, Interactions]:
   """MeLU's four state files as scenarios, each filtered to 13..100 ratings per user."""
-  if data.scenarios is None or any(s not in data.scenarios for s in SCENARIOS):
+  if data.scenarios is None or any(s not in data.scenarios for s in MELU_SCENARIOS):
     raise ValueError(f"protocol melu_states needs MeLU's four state files; data set {data.name!r} "
                      "has none (use protocol temporal or random_users)")
-  return {s: filter_users(data.scenarios[s], min_ratings, max_ratings) for s in SCENARIOS}
+  return {s: filter_users(data.scenarios[s], min_ratings, max_ratings) for s in MELU_SCENARIOS}
 
 
 def split_melu_states(data: Dataset, seed: int, *, valid_share: float = 0.1,
@@ -313,11 +328,124 @@ def cold_flags_pools(data: Dataset, **unused) -> dict[str, Interactions]:
           "item_cold": inter.subset(~u & i), "user_item_cold": inter.subset(u & i)}
 
 
+# ----------------------------------------------------------------------------- the LLM-era item-cold benchmark
+
+COLD_ITEM_SHARE = 0.2
+
+
+def _pair_keys(inter: Interactions, num_items: int) -> np.ndarray:
+  return inter.user.astype(np.int64) * np.int64(num_items) + inter.item.astype(np.int64)
+
+
+def split_cold_items_ranking(data: Dataset, seed: int, *, valid_share: float = 0.1, warm_test_share: float = 0.1,
+                             cold_item_share: float = COLD_ITEM_SHARE, **unused) -> ScenarioSplit:
+  """The item-cold full-ranking benchmark of ALDI, LLM-InS / ColdLLM and DropoutNet's successors.
+
+  Seeded: a ``cold_item_share`` (default 20%) of the items that have any
+  interaction become *cold*, split 1 : 1 by items into cold-validation and
+  cold-test items (the extra item of an odd count goes to the test). Every
+  interaction on a cold item is held out. The interactions on the other
+  (*warm*) items are split at random per interaction into training,
+  validation and test, ``1 - valid_share - warm_test_share`` :
+  ``valid_share`` : ``warm_test_share`` (8 : 1 : 1 by default; the counts are
+  rounded, the test takes the rest).
+
+  Roles (each user's ranking is over a whole catalogue, see `catalogues`):
+
+  * ``train``: the warm training positives, the only ratings that train a
+    model, its item ids, item statistics and popularity counts;
+  * ``valid``: the cold-validation items' positives; their users rank the
+    cold-validation items (model selection);
+  * ``tests["cold"]``: the cold-test items' positives, ranked over the
+    cold-test items; ``tests["warm"]``: the warm test positives, ranked over
+    every warm item except the user's training items;
+  * ``extra_valid["valid_warm"]``: the warm validation positives, ranked like
+    the warm test (selection for ``warm`` with ``eval.selection=per_scenario``).
+
+  Positives: with ``data.feedback=implicit`` the data set holds the
+  interactions with value >= ``data.positive_threshold`` and keeps every
+  interaction in ``Dataset.interacted``; this protocol splits *all*
+  interactions (items, pairs) and keeps the positives of each role, so a
+  rating below the threshold is a training interaction the user's ranking
+  excludes and the sampler never draws as a negative, but no positive. The
+  published numbers (ALDI, LLM-InS) treat every rating as an interaction:
+  set the threshold to the lowest rating (``experiments/cold_items_ml1m.py``
+  does, ``data.positive_threshold=1``).
+
+  Args:
+    data: any data set (MeLU's ML-1M release, MovieLens, RecBole atomic files).
+    seed: seed of the cold items and of the interaction split.
+    valid_share: share of warm interactions for validation.
+    warm_test_share: share of warm interactions for the warm test.
+    cold_item_share: share of the interacted items that become cold
+      (``data.cold_item_share``).
+    **unused: options of other protocols (ignored).
+
+  Returns:
+    The `ScenarioSplit` with ``catalogues``, ``seen`` and ``extra_valid``.
+
+  Raises:
+    ValueError: a share out of range, or too few items for two cold halves.
+  """
+  _check_shares(valid_share, warm_test_share)
+  if not 0.0 < cold_item_share < 1.0:
+    raise ValueError(f"data.cold_item_share must lie in (0, 1), got {cold_item_share}")
+  every = data.interacted if data.interacted is not None else data.interactions
+  items = np.unique(every.item)
+  n_cold = int(round(cold_item_share * len(items)))
+  if n_cold < 2 or n_cold >= len(items):
+    raise ValueError(f"protocol cold_items_ranking: data.cold_item_share={cold_item_share} of {len(items)} "
+                     "interacted items leaves no two cold halves or no warm item; change data.cold_item_share")
+  rng = np.random.default_rng([seed, 0xC01D])
+  perm = rng.permutation(items)
+  cold_valid, cold_test, warm = np.sort(perm[:n_cold // 2]), np.sort(perm[n_cold // 2:n_cold]), np.sort(perm[n_cold:])
+  role_of_item = np.zeros(data.num_items, np.int8)  # 0 warm, 1 cold validation, 2 cold test
+  role_of_item[cold_valid] = 1
+  role_of_item[cold_test] = 2
+  # Warm interactions: 0 train, 1 valid, 2 test, at random per interaction.
+  warm_rows = np.flatnonzero(role_of_item[every.item] == 0)
+  order = rng.permutation(warm_rows)
+  n_valid = int(round(valid_share * len(order)))
+  n_test = int(round(warm_test_share * len(order)))
+  part = np.full(len(every), -1, np.int8)  # -1: on a cold item
+  part[order[n_valid + n_test:]] = 0
+  part[order[:n_valid]] = 1
+  part[order[n_valid:n_valid + n_test]] = 2
+  # The positives of each role: look each positive's pair up among all interactions.
+  pos = data.interactions
+  if pos is every:
+    pos_part = part
+  else:
+    keys = _pair_keys(every, data.num_items)
+    sort = np.argsort(keys, kind="stable")
+    at = np.searchsorted(keys[sort], _pair_keys(pos, data.num_items))
+    at = np.minimum(at, len(keys) - 1)
+    found = keys[sort][at] == _pair_keys(pos, data.num_items)
+    if not found.all():
+      raise ValueError("protocol cold_items_ranking: a positive is missing from Dataset.interacted")
+    pos_part = part[sort[at]]
+  pos_role = role_of_item[pos.item]
+  share = f"{1 - valid_share - warm_test_share:g}:{valid_share:g}:{warm_test_share:g}"
+  notes = (f"cold_items_ranking: {n_cold} of {len(items)} items cold (share {cold_item_share:g}; "
+           f"{len(cold_valid)} validation, {len(cold_test)} test, by items); warm items' interactions split "
+           f"{share} per interaction; full ranking of each set's catalogue",)
+  return ScenarioSplit(
+      train=pos.subset((pos_role == 0) & (pos_part == 0)),
+      valid=pos.subset(pos_role == 1),
+      tests={"cold": pos.subset(pos_role == 2), "warm": pos.subset((pos_role == 0) & (pos_part == 2))},
+      notes=notes,
+      catalogues={"valid": cold_valid, "cold": cold_test, "warm": warm, "valid_warm": warm},
+      seen=every.subset(part == 0),
+      extra_valid={"valid_warm": pos.subset((pos_role == 0) & (pos_part == 1))},
+  )
+
+
 PROTOCOLS = {
     "cold_flags": split_cold_flags,
     "melu_states": split_melu_states,
     "temporal": split_temporal,
     "random_users": split_random_users,
+    "cold_items_ranking": split_cold_items_ranking,
 }
 
 # Protocol -> its scenarios before the warm hold-outs (what `metarec data info` counts).

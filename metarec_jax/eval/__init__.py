@@ -7,3 +7,4 @@ from metarec_jax.eval.metrics import (METRIC_FAMILIES, METRICS, NDCG_FAMILIES, c
                                       ndcg_melu_tf_at_k, ndcg_metahin_at_k, ndcg_recbole_at_k, ndcg_tanp_at_k, rmse)
 from metarec_jax.eval.ranking import RANKING_METRICS, ranking_metrics
 from metarec_jax.eval.implicit import popularity, score_implicit
+from metarec_jax.eval.full_ranking import full_ranking_metrics, score_full_ranking

@@ -4,6 +4,10 @@ An evaluation batch (`data.negatives.implicit_eval_batch`) holds each query
 positive's candidates in ``query_items``; any predictor that scores a batch's
 query items (adapted learners, the pooled model, popularity) scores them, and
 `score_implicit` turns the scores into the ranking metrics of `eval.ranking`.
+
+The full-ranking protocol (``data.protocol=cold_items_ranking``) builds its
+sets with `full_ranking_inputs` instead: each user's query is a whole
+catalogue (layout mode ``full``), scored by `eval.full_ranking`.
 """
 
 from __future__ import annotations
@@ -39,9 +43,19 @@ def _per_task(pred, batch: TaskBatch, layout: CandidateLayout, metric_names):
 def score_implicit(pred, batch: TaskBatch, layout: CandidateLayout, metric_names) -> dict[str, float]:
   """Mean ranking metrics over the tasks of ``batch`` that have a query positive.
 
+  A ``full`` layout (`full_ranking_inputs`) is scored by
+  `eval.full_ranking.score_full_ranking` over its catalogue.
+
   Raises:
     FloatingPointError: a metric is not finite.
   """
+  if layout.mode == "full":
+    from metarec_jax.eval.full_ranking import score_full_ranking
+    out = score_full_ranking(pred, batch.query_ratings, batch.query_mask, metric_names,
+                             chunk=eval_chunk(batch, 256, 1 << 20))
+    if not np.all(np.isfinite([v for k, v in out.items() if k != "tasks"])):
+      raise FloatingPointError(f"evaluation produced a non-finite metric: {out}")
+    return out
   per_task, valid = _per_task(jnp.asarray(pred), batch, layout, tuple(metric_names))
   valid = np.asarray(valid)
   out = {name: float(np.asarray(v)[valid].mean()) for name, v in per_task.items()}
@@ -98,6 +112,7 @@ def implicit_inputs(config, data, split, features, valid_batches: dict, test_bat
 
   from metarec_jax.data import negatives as neg
   d, e = config.data, config.eval
+  _refuse_full_ranking_metrics(config)
   n = data.num_items
   counts = np.bincount(split.train.item, minlength=n)
   pools = scenario_pools(split, n)
@@ -148,6 +163,8 @@ def eval_chunk(batch: TaskBatch, chunk: int, budget: int = 1 << 19) -> int:
 def describe_candidates(config) -> str:
   """One line for result tables: what each query positive is ranked against."""
   e, d = config.eval, config.data
+  if d.protocol == "cold_items_ranking":
+    return describe_full_ranking(config)
   parts = []
   for i, mode in enumerate(candidate_modes(e.candidates)):
     if mode == "sampled":
@@ -164,3 +181,132 @@ def describe_candidates(config) -> str:
 
 
 __all__ += ["scenario_pools", "implicit_inputs", "eval_chunk", "describe_candidates"]
+
+
+# --------------------------------------------------------------------------- full ranking (cold_items_ranking)
+
+
+def _refuse_full_ranking_metrics(config) -> None:
+  from metarec_jax import config as cfg_lib
+  from metarec_jax.eval.ranking import FULL_RANKING_ONLY
+  bad = [m for m in config.eval.metrics if m.split("@")[0] in FULL_RANKING_ONLY]
+  if bad:
+    raise cfg_lib.ConfigError(f"eval.metrics: {tuple(bad)} rank a whole catalogue per user, which protocol "
+                              f"{config.data.protocol!r} does not: use data.protocol=cold_items_ranking, or hr@K")
+
+
+def full_ranking_support_size(config) -> int:
+  """Support positives of a full-ranking task: ``data.support_size`` or ``data.support_cap``, at most
+  ``data.history_cap`` when that is set."""
+  d = config.data
+  s = d.support_size if d.support_size > 0 else d.support_cap
+  return min(s, d.history_cap) if d.history_cap else s
+
+
+def full_ranking_inputs(config, data, split, features, eval_key: jax.Array, seed: int):
+  """The training sampler and the full-ranking evaluation sets of ``cold_items_ranking``, for one seed.
+
+  One task per user with a held-out positive in the set. Support: a seeded
+  random subset (`data.tasks.cap_histories`, the same order as
+  ``data.history_cap``) of at most `full_ranking_support_size` of the
+  user's *training* positives, each joined by ``data.negatives_per_positive``
+  negatives drawn as in training. Query: the set's whole catalogue
+  (``split.catalogues``), relevance = the user's held-out positives there,
+  excluded = the user's training interactions (`data.negatives.full_ranking_batch`).
+
+  The negative sampler sees only the training interactions (``split.seen``)
+  and draws only training items: no cold item (validation or test) is in its
+  seen matrix / lists or its pool.
+
+  Sets: ``valid`` (cold-validation items), ``valid_warm`` (warm validation
+  positives over the warm items; built when ``warm`` is scored with
+  ``eval.selection=per_scenario``), and each scenario of ``eval.scenarios``
+  (``cold``, ``warm``).
+
+  Returns:
+    ``(features, valid_batches, test_batches, layouts, selection)``.
+
+  Raises:
+    ConfigError: a scenario the protocol does not have, or a metric that is
+      no full-ranking metric.
+  """
+  import zlib
+
+  from metarec_jax import config as cfg_lib
+  from metarec_jax.data import negatives as neg
+  from metarec_jax.data.tasks import cap_histories
+  from metarec_jax.eval.full_ranking import check_full_ranking_names
+  d, e = config.data, config.eval
+  if candidate_modes(e.candidates) != ("all",):
+    raise cfg_lib.ConfigError(f"eval.candidates={e.candidates!r}: data.protocol=cold_items_ranking ranks every item "
+                              "of a catalogue; set eval.candidates=all")
+  try:
+    check_full_ranking_names(e.metrics)
+  except ValueError as err:
+    raise cfg_lib.ConfigError(f"eval.metrics: {err}") from None
+  n, n_users = data.num_items, data.num_users
+  counts = np.bincount(split.train.item, minlength=n)
+  train_pool = np.unique(split.train.item)
+  seen_inter = split.seen
+  if d.negative_sampler == "sorted":
+    lists = neg.seen_lists(seen_inter, n_users)
+    train = neg.sorted_pool(lists, train_pool, d.negative_sampling, counts, min_rows=n_users,
+                            min_nnz=len(lists.items) + 1, min_pool=n)
+    features = features.replace(extra={**features.extra, **neg.sorted_extra(train)})
+    seen = logits = None
+  else:
+    seen = jnp.asarray(neg.seen_matrix(seen_inter, n_users, n))
+    logits = neg.pool_logits(train_pool, n, d.negative_sampling, counts)
+    features = features.replace(extra={**features.extra, neg.SEEN: seen, neg.TRAIN_LOGITS: jnp.asarray(logits)})
+  s = full_ranking_support_size(config)
+  support = cap_histories(split.train, s, seed)
+  for scenario in e.scenarios:
+    if scenario not in split.tests:
+      raise cfg_lib.ConfigError(f"eval.scenarios: protocol {d.protocol!r} has no scenario {scenario!r}; it has "
+                                f"{tuple(split.tests)}")
+  layouts: dict = {}
+
+  def build(name, relevant):
+    users = np.unique(relevant.user)
+    if not len(users):
+      raise cfg_lib.ConfigError(f"{name}: no user has a positive in it; lower data.positive_threshold or "
+                                "raise data.cold_item_share")
+    key = jax.random.fold_in(eval_key, zlib.crc32(f"negatives/{name}".encode()) & 0x7FFFFFFF)
+    sampler = None
+    if d.negative_sampler == "sorted":
+      sampler = neg.sorted_pool(lists, train_pool, d.negative_sampling, counts, users, round_up=True)
+    catalogue = split.catalogues[name if name in split.catalogues else name.removeprefix("valid_")]
+    chunk = int(min(256, max(8, (1 << 20) // max(len(catalogue), 1))))
+    batch, layouts[name] = neg.full_ranking_batch(
+        users, support, relevant, seen_inter, catalogue, key, support_size=s, ratio=d.negatives_per_positive,
+        seen=seen, logits=logits, sampler=sampler, chunk=chunk)
+    return batch
+
+  valid = {"valid": build("valid", split.valid)}
+  selection = {}
+  for scenario in e.scenarios:
+    selection[scenario] = "valid"
+    name = f"valid_{scenario}"
+    if e.selection == "per_scenario" and name in split.extra_valid:
+      valid[name] = build(name, split.extra_valid[name])
+      selection[scenario] = name
+  tests = {scenario: build(scenario, split.tests[scenario]) for scenario in e.scenarios}
+  return features, valid, tests, layouts, selection
+
+
+def describe_full_ranking(config) -> str:
+  """One line for result tables of ``cold_items_ranking``: what each user ranks and how it is scored."""
+  d = config.data
+  return ("Full ranking (protocol cold_items_ranking): every user with a held-out positive ranks the whole "
+          "catalogue of the set: `cold` the cold-test items, `warm` every warm item except the user's training "
+          f"items; {d.cold_item_share:g} of the items are cold (half validation, half test), warm interactions "
+          f"split {1 - d.valid_share - d.warm_test_share:g}:{d.valid_share:g}:{d.warm_test_share:g}. "
+          "recall@K divides by all of the user's held-out positives (ALDI / LLM-InS), ndcg@K's ideal holds "
+          "min(K, positives); ties are broken at random (expected value); users without a positive are left "
+          f"out. Positives: value >= {d.positive_threshold:g}. Adaptation sees up to "
+          f"{full_ranking_support_size(config)} of the user's training positives, each with "
+          f"{d.negatives_per_positive} {d.negative_sampling} negatives. Selection: validation AUC on the "
+          "cold-validation items.")
+
+
+__all__ += ["full_ranking_inputs", "full_ranking_support_size", "describe_full_ranking"]

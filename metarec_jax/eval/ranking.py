@@ -11,6 +11,12 @@ that draw, so a model that scores everything equal gets exactly the value of
 a random ranking (HR@k = k / (n + 1) with n negatives). Per task, a metric is
 the mean over its valid query positives; `ranking_metrics` maps ``[T, ...]``
 arrays to ``[T]``.
+
+``recall@K`` and ``precision@K`` (several relevant items per user) rank a
+whole catalogue: they belong to the full-ranking protocol
+(``data.protocol=cold_items_ranking``, `eval.full_ranking`), which also
+scores ``auc`` and ``ndcg@K`` its own way (all of a user's held-out
+positives at once). The names are checked here, for both.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 RANKING_METRICS = ("auc", "logloss", "hr@10", "ndcg@10", "mrr@10")
+FULL_RANKING_ONLY = ("recall", "precision")  # families scored only by full ranking (`eval.full_ranking`)
 LOWER_IS_BETTER = ("logloss",)
 
 
@@ -118,6 +125,9 @@ def ranking_metrics(pos: jax.Array, pos_mask: jax.Array, neg: jax.Array, neg_mas
       out[name] = mean(ndcg(n_gt, n_eq, cutoff(name)))
     elif name.startswith("mrr@"):
       out[name] = mean(mrr(n_gt, n_eq, cutoff(name)))
+    elif name.split("@")[0] in FULL_RANKING_ONLY:
+      raise ValueError(f"metric {name!r} ranks a whole catalogue per user: use data.protocol=cold_items_ranking, "
+                       "or hr@K with sampled candidates")
     else:
       raise ValueError(f"unknown ranking metric {name!r}; known: auc, logloss, hr@K, ndcg@K, mrr@K")
   return out
@@ -135,7 +145,7 @@ def check_ranking_metric_names(names, num_candidates: int) -> None:
     if name in ("auc", "logloss"):
       continue
     head, _, tail = name.partition("@")
-    if head in ("hr", "ndcg", "mrr") and tail:
+    if head in ("hr", "ndcg", "mrr") + FULL_RANKING_ONLY and tail:
       try:
         k = int(tail)
       except ValueError:
@@ -147,5 +157,5 @@ def check_ranking_metric_names(names, num_candidates: int) -> None:
     raise ValueError(f"unknown ranking metric {name!r}; known: auc, logloss, hr@K, ndcg@K, mrr@K")
 
 
-__all__ = ["RANKING_METRICS", "rank_counts", "hit_rate", "ndcg", "mrr", "auc", "log_loss", "ranking_metrics",
-           "check_ranking_metric_names"]
+__all__ = ["RANKING_METRICS", "FULL_RANKING_ONLY", "rank_counts", "hit_rate", "ndcg", "mrr", "auc", "log_loss",
+           "ranking_metrics", "check_ranking_metric_names"]

@@ -11,9 +11,11 @@ text per item with the MiniLM encoder (`models.text`) and writes
 
 An experiment adds the cache to the item table with `add_text_field` (the
 engine does this for ``model.text_features = FILE.npy``): a dense field
-``text_emb`` that ``model.item_fields`` can name. Its vectors are scaled by
-``sqrt(width)`` so their entries have unit variance, like the other fields'
-embeddings at initialisation.
+``text_emb`` that ``model.item_fields`` can name. Several caches become
+several fields: ``model.text_features = "plot_emb=PLOT.npy,title_emb=TITLE.npy"``
+(`parse_text_features`). Vectors are scaled by ``sqrt(width)`` so their
+entries have unit variance, like the other fields' embeddings at
+initialisation.
 """
 
 from __future__ import annotations
@@ -119,6 +121,39 @@ def load_text_features(path: str | pathlib.Path, data: Dataset) -> np.ndarray:
       raise DataError(f"{path}: made for other items than {data.name}'s (row {bad}: item "
                       f"{ids[bad] if len(ids) > bad else '?'} vs {data.item_raw_ids[bad]}); rebuild it")
   return vectors.astype(np.float32)
+
+
+def parse_text_features(spec: str) -> list[tuple[str, str]]:
+  """``model.text_features`` as ``[(field name, .npy path), ...]``.
+
+  ``"FILE.npy"`` is one field named ``text_emb``; ``"NAME=FILE.npy,NAME2=FILE2.npy"``
+  names each field.
+
+  Raises:
+    ValueError: an entry without a path, a field name that is not an identifier,
+      a name given twice, or a bare path beside named ones.
+  """
+  entries = [e.strip() for e in spec.split(",") if e.strip()]
+  if len(entries) == 1 and "=" not in entries[0]:
+    return [(TEXT_FIELD, entries[0])]
+  out = []
+  for entry in entries:
+    name, sep, path = entry.partition("=")
+    name, path = name.strip(), path.strip()
+    if not sep or not path or not name.isidentifier():
+      raise ValueError(f"model.text_features: {entry!r} is not NAME=FILE.npy (write one path, or "
+                       "comma-separated NAME=FILE.npy pairs with identifier names)")
+    if name in (n for n, _ in out):
+      raise ValueError(f"model.text_features: field {name!r} is named twice")
+    out.append((name, path))
+  return out
+
+
+def add_text_fields(data: Dataset, spec: str) -> Dataset:
+  """``data`` with the dense item field(s) of ``model.text_features`` (`parse_text_features`)."""
+  for name, path in parse_text_features(spec):
+    data = add_text_field(data, path, name)
+  return data
 
 
 def add_text_field(data: Dataset, path: str | pathlib.Path, name: str = TEXT_FIELD,

@@ -3,7 +3,10 @@
 Params are split by a path filter into the leaves that adapt and the leaves
 that stay frozen; both halves are flat dicts keyed by ``'a/b/c'`` paths, so
 MAML (adapt all), ANIL / MeLU (adapt the head) and "adapt embeddings only" are
-one code path with different regular expressions.
+one code path with different regular expressions. A text encoder's params
+(``.../text_encoder/...``, the sentence encoder of a ``tokens`` item field)
+never adapt in the inner loop, whatever the filter: the outer loop alone
+fine-tunes them (``model.text_encoder.finetune``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from metarec_jax.meta.losses import LossFn, masked_mse
+from metarec_jax.models.text import ENCODER_PATH
 from metarec_jax.types import Features, PredictFn
 
 Params = Any
@@ -41,14 +45,18 @@ def unflatten(flat: Flat) -> Params:
 def partition(params: Params, pattern: str) -> tuple[Flat, Flat]:
   """Splits params into (adapted, frozen) flat dicts by a path regex.
 
+  Text encoder params (`models.text.ENCODER_PATH`) are always frozen here.
+
   Raises:
     ValueError: no parameter path matches (the message lists the paths).
   """
   flat = flatten(params)
   rx = re.compile(adapt_pattern(pattern))
-  adapted = {k: v for k, v in flat.items() if rx.search(k)}
+  adapted = {k: v for k, v in flat.items() if rx.search(k) and not ENCODER_PATH.search(k)}
   if not adapted:
-    raise ValueError(f"adapt filter {pattern!r} matches no parameter; paths are: {sorted(flat)}")
+    shown = sorted(k for k in flat if not ENCODER_PATH.search(k))
+    raise ValueError(f"adapt filter {pattern!r} matches no parameter; paths are: {shown} (text encoder params "
+                     "never adapt in the inner loop)")
   frozen = {k: v for k, v in flat.items() if k not in adapted}
   return adapted, frozen
 

@@ -48,7 +48,7 @@ from metarec_jax.methods.base import FitContext, Fitted, Method
 from metarec_jax.methods.learned import (Adaptation, FittedModel, LearnedMethod, build_model, method_key,
                                          selection_key, validator)
 from metarec_jax.methods.registry import register_method
-from metarec_jax.models.model import make_predict
+from metarec_jax.models.model import load_pretrained_encoders, make_predict
 from metarec_jax.prepared import MAIN_VALID, Prepared
 from metarec_jax.pyfile import PyFileError, load_file
 from metarec_jax.train.loop import LoopSettings, train_loop
@@ -183,7 +183,7 @@ def make_student(teacher: FittedModel, teacher_config, student_file: str, prep: 
   k_init, rng = jax.random.split(method_key(seed, owner))
   params = jax.jit(model.init)(k_init, _cols(model.user_specs, feats.user, all_users[0]),
                                _cols(model.item_specs, feats.item, all_items[:2]))["params"]
-  params = {**params, "head": t_params["head"]}
+  params = load_pretrained_encoders(model, {**params, "head": t_params["head"]})  # tokens fields: pretrained encoder
   extra = {k: v for k, v in teacher.params[MAIN_VALID].items() if k != "model"}
 
   def student_features(p, features, users, items):

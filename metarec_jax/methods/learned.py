@@ -18,6 +18,7 @@ from metarec_jax.data.derived import derived_columns, hide_items
 from metarec_jax.data.interactions import Dataset, Interactions
 from metarec_jax.eval.evaluate import make_adapted_predictor, predict_in_chunks, validation_value
 from metarec_jax.eval.implicit import eval_chunk
+from metarec_jax.features.tokens import check_text_encoder, with_encoder_settings
 from metarec_jax.meta.factored import MODES as FACTORED_MODES
 from metarec_jax.meta.inner import flatten, unflatten
 from metarec_jax.meta.learners import LEARNERS, LearnerSpec, init_meta_params, learner_spec
@@ -27,6 +28,7 @@ from metarec_jax.meta.step import init_state, make_meta_train_step, make_optimiz
 from metarec_jax.methods.base import FitContext, Fitted, Method, Predictions
 from metarec_jax.models import registry as model_registry
 from metarec_jax.models.model import RecModel, init_params, make_predict
+from metarec_jax.models.text import frozen_encoder_pattern
 from metarec_jax.prepared import MAIN_VALID, Prepared
 from metarec_jax.train.loop import LoopSettings, train_loop
 from metarec_jax.train.population import train_population
@@ -56,12 +58,28 @@ def build_model(config: ml_collections.ConfigDict, data: Dataset, offset: float)
     item_specs.append(dataclasses.replace(by_name["item_id"], vocab_size=data.num_items + 1))
   if m.item_stats:
     item_specs.append(by_name["item_stats"])
+  item_specs = with_encoder_settings(item_specs, m.text_encoder)  # this method's text encoder fine-tuning
   return RecModel(user_specs=tuple(user_specs), item_specs=tuple(item_specs), embed_dim=m.embed_dim,
                   user_mlp=tuple(m.user_mlp), item_mlp=tuple(m.item_mlp), head=m.head,
                   head_hidden=tuple(m.head_hidden), offset=0.0 if m.residual else offset,
                   support_vector=m.support_vector, ridge_dim=m.ridge_dim, ridge_reg=m.bias_reg,
+                  ridge_fields=_ridge_fields(m, data), ridge_content_dim=m.ridge_content_dim,
+                  ridge_content_reg=m.ridge_content_reg,
                   dtype=None if m.dtype == "float32" else jax.numpy.dtype(m.dtype),
                   extractor=m.extractor, transformer=_transformer_spec(m))
+
+
+def _ridge_fields(m: ml_collections.ConfigDict, data: Dataset) -> tuple[str, ...]:
+  """``model.ridge_fields``, checked against the item table: dense fields only."""
+  specs = {s.name: s for s in data.items.specs}
+  for name in m.ridge_fields:
+    if name not in specs:
+      raise cfg_lib.ConfigError(f"model.ridge_fields: {data.name} has no item field {name!r}; "
+                                f"item fields: {sorted(specs)}")
+    if specs[name].kind != "dense":
+      raise cfg_lib.ConfigError(f"model.ridge_fields: item field {name!r} is {specs[name].kind}; only dense "
+                                "fields (text embeddings, vectors) enter the ridge factors directly")
+  return tuple(m.ridge_fields)
 
 
 def _transformer_spec(m: ml_collections.ConfigDict):
@@ -118,6 +136,7 @@ def freeze_labels(params: Any, pattern: str) -> Any:
 
 def check_model_config(name: str, mc: ml_collections.ConfigDict, problems: list[str]) -> None:
   """The model, learner and training keys of a learned method's config."""
+  check_text_encoder(name, mc, problems)
   if mc.meta.learner not in LEARNERS:
     problems.append(f"method {name}: meta.learner {mc.meta.learner!r} unknown; known: {sorted(LEARNERS)}")
   if mc.meta.inner_lr < 0:
@@ -138,6 +157,11 @@ def check_model_config(name: str, mc: ml_collections.ConfigDict, problems: list[
                     f"data.feedback={mc.data.feedback!r} (set eval.train_users=false)")
   if mc.model.ridge_dim < 0:
     problems.append(f"method {name}: model.ridge_dim must be >= 0 (0 = off), got {mc.model.ridge_dim}")
+  if mc.model.ridge_fields and not mc.model.ridge_dim:
+    problems.append(f"method {name}: model.ridge_fields feed the ridge user vector: set model.ridge_dim > 0 too")
+  if mc.model.ridge_content_dim < 1 or mc.model.ridge_content_reg <= 0:
+    problems.append(f"method {name}: model.ridge_content_dim must be >= 1 and model.ridge_content_reg > 0, got "
+                    f"{mc.model.ridge_content_dim} and {mc.model.ridge_content_reg}")
   if mc.model.ridge_dim and mc.model.bias_reg <= 0:
     problems.append(f"method {name}: model.ridge_dim needs model.bias_reg > 0 (the initial ridge penalty), "
                     f"got {mc.model.bias_reg}")
@@ -285,13 +309,31 @@ def default_parts(config: ml_collections.ConfigDict, prep: Prepared) -> ModelPar
                     spec_of(config))
 
 
+def freeze_pattern(config: ml_collections.ConfigDict, params: MetaParams) -> str:
+  """The regex of the model params the outer loop leaves untouched (empty: none).
+
+  ``model.freeze`` (checked to match something), or-ed with the text
+  encoder's weights that ``model.text_encoder.finetune`` keeps fixed: all of
+  them (``frozen``), all but the adapters (``lora``), none (``all``).
+  """
+  patterns = []
+  if config.model.freeze:
+    freeze_labels(params, config.model.freeze)  # raises when it matches nothing
+    patterns.append(config.model.freeze)
+  encoder = frozen_encoder_pattern(config.model.text_encoder.finetune)
+  if encoder and any(re.search(encoder, k) for k in flatten(params["model"])):
+    patterns.append(encoder)
+  return patterns[0] if len(patterns) == 1 else "|".join(f"(?:{p})" for p in patterns)
+
+
 def outer_optimizer(config: ml_collections.ConfigDict, params: MetaParams, lr: Any = None) -> optax.GradientTransformation:
-  """``config.optimizer`` (at rate ``lr`` if given), with ``model.freeze``'s params left untouched."""
+  """``config.optimizer`` (at rate ``lr`` if given), with `freeze_pattern`'s params left untouched."""
   optimizer = make_optimizer(config.optimizer.name, config.optimizer.lr if lr is None else lr,
                              config.optimizer.clip_norm, config.optimizer.weight_decay)
-  if config.model.freeze:
+  pattern = freeze_pattern(config, params)
+  if pattern:
     optimizer = optax.multi_transform({"train": optimizer, "freeze": optax.set_to_zero()},
-                                      freeze_labels(params, config.model.freeze))
+                                      freeze_labels(params, pattern))
   return optimizer
 
 

@@ -122,7 +122,7 @@ from metarec_jax.methods.base import FitContext, Fitted
 from metarec_jax.methods.learned import LearnedMethod, ModelParts, build_model, loss_options, score_offset
 from metarec_jax.methods.registry import register_method
 from metarec_jax.models import registry as model_registry
-from metarec_jax.models.model import Predict
+from metarec_jax.models.model import Predict, load_pretrained_encoders
 from metarec_jax.prepared import Prepared
 from metarec_jax.types import Features, MetaParams, Params, PredictFn, TaskBatch
 
@@ -351,7 +351,8 @@ def make_mamo_predict(model: MAMOModel) -> Predict:
 def init_mamo(model: MAMOModel, features: Features, key: jax.Array) -> Params:
   """Initialises the model's params on one dummy (user, 2 items) example."""
   user_cols, item_cols = _columns(model, features, 0, jnp.zeros((2,), jnp.int32))
-  return jax.jit(lambda k: model.init(k, user_cols, item_cols))(key)["params"]
+  params = jax.jit(lambda k: model.init(k, user_cols, item_cols))(key)["params"]
+  return load_pretrained_encoders(model, params)  # tokens item fields: the encoder's pretrained weights
 
 
 def attention_and_profile(model: MAMOModel, params: Params, features: Features, user) -> tuple[jax.Array, jax.Array]:

@@ -130,7 +130,7 @@ from metarec_jax.methods.conditioned import ConditionedMethod
 from metarec_jax.methods.learned import FittedModel, ModelParts, loss_options
 from metarec_jax.methods.registry import register_method
 from metarec_jax.models.conditioned import ConditionedModel
-from metarec_jax.models.model import Predict
+from metarec_jax.models.model import Predict, load_pretrained_encoders
 from metarec_jax.prepared import MAIN_VALID, Prepared
 from metarec_jax.types import Features, Params, TaskBatch
 
@@ -378,7 +378,8 @@ def init_metahin(model: MetaHINModel, num_paths: int, features: Features, key: j
   num_items = int(next(iter(features.item.values())).shape[0])
   support = (item_cols, jnp.zeros((2,)), jnp.ones((2,)))
   bags = jnp.zeros((num_paths, num_items))
-  return jax.jit(lambda k: model.init(k, user_cols, item_cols, support, catalogue, bags))(key)["params"]
+  params = jax.jit(lambda k: model.init(k, user_cols, item_cols, support, catalogue, bags))(key)["params"]
+  return load_pretrained_encoders(model, params)  # tokens item fields: the encoder's pretrained weights
 
 
 def metahin_task_loss(spec: LearnerSpec, predict: Predict, meta, features: Features, task: TaskBatch):

@@ -23,6 +23,17 @@ The settings and why (measured on MeLU's ML-1M release, README "Reproducing MeLU
 * ``maml_plus`` / ``maml_ridge``: the same with MAML (every param adapts).
 * ``*_long``: twice the training steps of the experiment (a function of its
   ``train.steps``).
+* ``dropoutnet``: DropoutNet (Volkovs et al., NeurIPS 2017) as a pooled,
+  non-meta model: user-id and item-id embeddings beside the experiment's
+  content fields, trained with item-id dropout (``train.item_cold_share``:
+  per batch half of the items lose their id, as DropoutNet drops the
+  preference input with rate 0.5), so the model learns to score an item from
+  its content alone, which is what a cold item has. Unlike the original, the
+  id embeddings are learned jointly with the rest instead of being fixed
+  pretrained WMF vectors, only the item side is dropped (the benchmark's
+  users are all warm), and the model is the experiment's extractor + head
+  rather than DropoutNet's separate user / item towers with a dot product
+  (set ``model.head=dot`` in a variant for that).
 """
 
 from __future__ import annotations
@@ -62,6 +73,17 @@ def preset(learner: str, changes: tuple[str, ...], *, long: bool = False
   return vary
 
 
+DROPOUT_SHARE = 0.5  # dropoutnet: items whose id is dropped per batch (DropoutNet's dropout rate)
+
+
+def dropoutnet(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The ``dropoutnet`` preset: the pooled model with user / item ids and item-id dropout (see above)."""
+  from metarec_jax import config as cfg_lib
+  c = cfg_lib.apply_overrides(c, ("meta.learner=pooled", "model.item_id=true", "model.user_id=true"))
+  c.train.item_cold_share = DROPOUT_SHARE
+  return c
+
+
 PRESETS: dict[str, Callable] = {
     "melu_plus": preset("melu", _PLUS),
     "melu_ridge": preset("melu", _RIDGE),
@@ -69,6 +91,7 @@ PRESETS: dict[str, Callable] = {
     "maml_ridge": preset("maml", _RIDGE),
     "melu_plus_long": preset("melu", _PLUS, long=True),
     "melu_ridge_long": preset("melu", _RIDGE, long=True),
+    "dropoutnet": dropoutnet,
 }
 
 

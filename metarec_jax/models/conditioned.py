@@ -34,7 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from metarec_jax.models.model import FeatureModel, Predict
+from metarec_jax.models.model import FeatureModel, Predict, load_pretrained_encoders
 from metarec_jax.types import Features, Params, Support
 
 LOSSES = "losses"  # the collection regularisers are sown into
@@ -148,7 +148,8 @@ def init_conditioned(model: ConditionedModel, features: Features, key: jax.Array
   item_cols = {s.name: features.item[s.name][idx] for s in model.item_specs}
   support = (item_cols, jnp.zeros((2,)), jnp.ones((2,)))
   target = (jnp.zeros((2,)), jnp.ones((2,)))
-  return jax.jit(lambda k: model.init(k, user_cols, item_cols, support, False, target))(key)["params"]
+  params = jax.jit(lambda k: model.init(k, user_cols, item_cols, support, False, target))(key)["params"]
+  return load_pretrained_encoders(model, params)  # tokens item fields: the encoder's pretrained weights
 
 
 __all__ = ["ConditionedModel", "LOSSES", "apply_conditioned", "init_conditioned", "make_conditioned_predict",

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from metarec_jax.data.interactions import FieldSpec
+from metarec_jax.models import text
 
 
 class Embed(nn.Module):
@@ -37,11 +38,41 @@ class Embed(nn.Module):
     return out.astype(self.dtype) if self.dtype is not None else out
 
 
+class TokensEmbedding(nn.Module):
+  """A ``tokens`` field: the sentence encoder of its `text.EncoderSpec`, then a linear map to ``dim``.
+
+  The ids' mask is ``ids > 0`` (0 is padding). The encoder's unit-norm
+  sentence vector is scaled by ``sqrt(hidden)`` (unit-variance entries, like
+  the cached ``text_emb`` field) before the map. Params: ``text_encoder/...``
+  (the `text.SentenceEncoder`'s, loaded from the pretrained files by
+  `models.model.init_params`) and ``proj``. With ``finetune=frozen`` no
+  gradient enters the encoder.
+
+  Attributes:
+    spec: the encoder's files, shape and fine-tuning.
+    dim: output width.
+    dtype: the model's compute dtype (the encoder's unless ``spec.dtype`` says otherwise).
+  """
+
+  spec: text.EncoderSpec
+  dim: int
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, ids: jax.Array) -> jax.Array:
+    vec = self.spec.module(self.dtype, name=text.ENCODER)(ids, ids > 0)
+    if self.spec.finetune == "frozen":
+      vec = jax.lax.stop_gradient(vec)
+    vec = vec * jnp.sqrt(jnp.float32(self.spec.config.hidden_size))
+    return nn.Dense(self.dim, dtype=self.dtype, name="proj")(vec)
+
+
 class FieldEmbedding(nn.Module):
   """Embeds every field of one entity kind and concatenates the results.
 
   Categorical fields look up one vector; multi-hot fields (0 = padding) average
-  the vectors of their ids over the mask; dense fields go through a linear map.
+  the vectors of their ids over the mask; dense fields go through a linear map;
+  tokens fields go through their sentence encoder (`TokensEmbedding`).
 
   Attributes:
     specs: the fields, in order.
@@ -66,6 +97,8 @@ class FieldEmbedding(nn.Module):
       elif spec.kind == "dense":
         x = x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
         parts.append(nn.Dense(self.dim, dtype=self.dtype, name=spec.name)(x))
+      elif spec.kind == "tokens":
+        parts.append(TokensEmbedding(spec.encoder, self.dim, dtype=self.dtype, name=spec.name)(x))
       else:
         raise ValueError(f"field {spec.name!r}: unknown kind {spec.kind!r}")
     return jnp.concatenate(parts, axis=-1)

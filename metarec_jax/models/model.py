@@ -93,6 +93,11 @@ class RecModel(FeatureModel):
     ridge_dim: > 0 adds the ridge user vector's score with this many item
       factors (plus an intercept, the user bias).
     ridge_reg: initial ridge penalty of every factor.
+    ridge_fields: dense item fields that enter the ridge item factors only
+      (not the extractor or the head), as ``ridge_content_dim`` more factors
+      with prior 0 (`ridge.RidgeUserVector`'s content block).
+    ridge_content_dim: factors of ``ridge_fields``.
+    ridge_content_reg: their initial ridge penalty.
   """
 
   head: str = "mlp"
@@ -100,6 +105,9 @@ class RecModel(FeatureModel):
   support_vector: bool = False
   ridge_dim: int = 0
   ridge_reg: float = 5.0
+  ridge_fields: Sequence[str] = ()
+  ridge_content_dim: int = 16
+  ridge_content_reg: float = 100.0
 
   @nn.nowrap
   def make_head(self, **module_kwargs) -> nn.Module:
@@ -115,6 +123,14 @@ class RecModel(FeatureModel):
   def score_features(self, params: Params, f_u: jax.Array, f_i: jax.Array) -> jax.Array:
     """The head's scores of feature vectors (without support-set terms)."""
     return self.make_head(parent=None).apply({"params": params["head"]}, f_u, f_i)
+
+  @nn.nowrap
+  def ridge_content(self, item_cols: dict[str, jax.Array]) -> jax.Array:
+    """The ``ridge_fields`` columns of ``item_cols``, side by side ``[..., Dc]``."""
+    missing = [f for f in self.ridge_fields if f not in item_cols]
+    if missing:
+      raise ValueError(f"model.ridge_fields {missing}: not among the item columns given ({sorted(item_cols)})")
+    return jnp.concatenate([item_cols[f].astype(jnp.float32) for f in self.ridge_fields], axis=-1)
 
   @nn.compact
   def __call__(self, user_cols: dict[str, jax.Array], item_cols: dict[str, jax.Array],
@@ -138,7 +154,11 @@ class RecModel(FeatureModel):
       f_s = extractor.embed_items(s_cols)  # [S, Di]
     ridge = 0.0
     if self.ridge_dim:
-      ridge = RidgeUserVector(self.ridge_dim, self.ridge_reg, name="ridge")(f_u, f_i, f_s, s_resid, s_mask, loo)
+      content = {}
+      if self.ridge_fields:
+        content = dict(c_i=self.ridge_content(item_cols), c_s=self.ridge_content(s_cols))
+      ridge = RidgeUserVector(self.ridge_dim, self.ridge_reg, self.ridge_content_dim if self.ridge_fields else 0,
+                              self.ridge_content_reg, name="ridge")(f_u, f_i, f_s, s_resid, s_mask, loo, **content)
     if self.support_vector:
       w = (s_resid * s_mask)[..., None]
       total = jnp.sum(w * f_s, axis=-2)
@@ -150,6 +170,12 @@ class RecModel(FeatureModel):
         f_u = jnp.concatenate([f_u, total / jnp.maximum(n, 1.0)], axis=-1)
     head = self.make_head(name="head")
     return head(f_u, f_i) + ridge
+
+
+def item_columns(model: Any) -> tuple[str, ...]:
+  """Names of the item columns a model reads: its item fields, then a `RecModel`'s ``ridge_fields``."""
+  names = tuple(s.name for s in model.item_specs)
+  return names + tuple(f for f in getattr(model, "ridge_fields", ()) if f not in names)
 
 
 def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5.0) -> PredictFn:
@@ -173,6 +199,7 @@ def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5
   is the user bias, so ``b_u`` is not added a second time.
   """
   uses_support = residual or model.support_vector or model.ridge_dim > 0
+  item_names = item_columns(model)
 
   def apply(params, *args, capture, **kwargs):
     if capture:
@@ -183,7 +210,7 @@ def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5
   def predict(params: Params, features: Features, user: jax.Array, items: jax.Array,
               support: tuple | None = None, loo: bool = False, capture: bool = False):
     user_cols = {k: features.user[k][user] for k in (s.name for s in model.user_specs)}
-    item_cols = {k: features.item[k][items] for k in (s.name for s in model.item_specs)}
+    item_cols = {k: features.item[k][items] for k in item_names}
     if not uses_support:
       out, inputs = apply(params, user_cols, item_cols, capture=capture)
       return (out, inputs) if capture else out
@@ -197,7 +224,7 @@ def make_predict(model: RecModel, *, residual: bool = False, bias_reg: float = 5
     else:
       means = None
       s_resid = (s_ratings - model.offset) * mask
-    s_cols = {k: features.item[k][s_items] for k in (s.name for s in model.item_specs)}
+    s_cols = {k: features.item[k][s_items] for k in item_names}
     out, inputs = apply(params, user_cols, item_cols, support=(s_cols, s_resid, mask), loo=loo, capture=capture)
     if residual:
       if means is None:
@@ -231,11 +258,46 @@ class Predict:
 
 
 def init_params(model: RecModel, features: Features, key: jax.Array) -> Params:
-  """Initialises the model's params on one dummy (user, 2 items) example."""
+  """Initialises the model's params on one dummy (user, 2 items) example.
+
+  Text encoders of ``tokens`` item fields then get their pretrained weights
+  (`load_pretrained_encoders`).
+  """
   user_cols = {s.name: features.user[s.name][0] for s in model.user_specs}
   idx = jnp.zeros((2,), jnp.int32)
-  item_cols = {s.name: features.item[s.name][idx] for s in model.item_specs}
+  item_cols = {k: features.item[k][idx] for k in item_columns(model)}
   support = None
   if model.support_vector or model.ridge_dim:
     support = (item_cols, jnp.zeros((2,)), jnp.ones((2,)))
-  return jax.jit(lambda k: model.init(k, user_cols, item_cols, support))(key)["params"]
+  params = jax.jit(lambda k: model.init(k, user_cols, item_cols, support))(key)["params"]
+  return load_pretrained_encoders(model, params)
+
+
+def load_pretrained_encoders(model: FeatureModel, params: Params) -> Params:
+  """``params`` with the pretrained weights of every ``tokens`` item field's text encoder.
+
+  The encoder of item field ``F`` lives at ``extractor/item/F/text_encoder``
+  (`extractor.TokensEmbedding`); its base weights are replaced by those of
+  ``F``'s `text.EncoderSpec.directory` (`text.load_params`); adapters keep
+  their initial values. Fields whose spec names no directory (random
+  weights: tests) and models without such fields are left as they are.
+
+  Raises:
+    ValueError: the field's params are not where the ``fields`` extractor puts
+      them, or the files hold another shape than the field's config.
+  """
+  from metarec_jax.models import text  # the text extra's packages are needed only when a field asks
+  specs = [s for s in model.item_specs if s.kind == "tokens" and s.encoder is not None and s.encoder.directory]
+  if not specs:
+    return params
+  item = dict(params.get("extractor", {}).get("item", {}))
+  for s in specs:
+    if text.ENCODER not in item.get(s.name, {}):
+      raise ValueError(f"tokens field {s.name!r}: no encoder params at extractor/item/{s.name}/{text.ENCODER} "
+                       f"(model.extractor={getattr(model, 'extractor', '?')!r}; tokens fields need the 'fields' extractor)")
+    directory = text.find_pretrained(s.encoder.directory)
+    pretrained = text.load_params(directory, s.encoder.config)
+    field = dict(item[s.name])
+    field[text.ENCODER] = text.merge_pretrained(field[text.ENCODER], pretrained, f"tokens field {s.name!r} ({directory})")
+    item[s.name] = field
+  return {**params, "extractor": {**params["extractor"], "item": item}}

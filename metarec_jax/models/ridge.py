@@ -15,7 +15,13 @@ user's features, the user vector is
     p = p_0 + (Q_sᵀ Q_s + diag(λ))⁻¹ Q_sᵀ (t - Q_s p_0)
 
 and an item scores ``q_iᵀ p``. ``λ`` (one per factor, the first for the
-intercept) is learned. On the support items themselves the scores are
+intercept) is learned.
+
+Content that only the user's own ratings should weigh (``content_dim``:
+e.g. text embeddings, through ``model.ridge_fields``) adds a block of
+factors ``C c_i`` to ``q_i`` whose prior is 0: its weights are solved from
+the support set alone, so the outer loop cannot fold a global item effect
+(an item's quality, memorised through its unique text) into them. On the support items themselves the scores are
 leave-one-out, from the usual identity for ridge regression: with hat
 diagonal ``h_s``, the fit without ``s`` is ``(f_s - h_s e_s) / (1 - h_s)``
 where ``f_s`` is the fitted value and ``e_s`` the target of the fitted part.
@@ -68,14 +74,20 @@ class RidgeUserVector(nn.Module):
     dim: number of learned item factors (the intercept comes on top).
     init_reg: initial ridge penalty ``λ`` of every factor (the intercept's
       plays the role of the user-bias shrinkage ``model.bias_reg``).
+    content_dim: factors of the content block (0: none).
+    content_reg: initial penalty of the content factors (large: the block
+      starts nearly off and the outer loop opens it where it helps).
   """
 
   dim: int = 16
   init_reg: float = 5.0
+  content_dim: int = 0
+  content_reg: float = 100.0
 
   @nn.compact
   def __call__(self, f_u: jax.Array, f_i: jax.Array, f_s: jax.Array, targets: jax.Array,
-               mask: jax.Array, loo: bool = False) -> jax.Array:
+               mask: jax.Array, loo: bool = False, c_i: jax.Array | None = None,
+               c_s: jax.Array | None = None) -> jax.Array:
     """Scores ``[N]``.
 
     Args:
@@ -86,6 +98,9 @@ class RidgeUserVector(nn.Module):
       mask: support mask ``[S]`` (1 = a real rating).
       loo: the scored items are the support items, position for position;
         each is then scored by the solution fitted without it.
+      c_i: content of the scored items ``[N, Dc]`` (with ``content_dim``):
+        ``content_dim`` more factors, with prior 0.
+      c_s: content of the support items ``[S, Dc]``.
     """
     if f_u.ndim != 1 or f_i.ndim != 2 or f_s.ndim != 2:
       raise ValueError(f"RidgeUserVector scores one user at a time: got f_u {f_u.shape}, f_i {f_i.shape}, "
@@ -94,14 +109,25 @@ class RidgeUserVector(nn.Module):
     mask = mask.astype(f32)
     factors = nn.Dense(self.dim, name="item_factors")
     prior = nn.Dense(self.dim, name="user_prior", kernel_init=nn.initializers.zeros)(f_u.astype(f32))
-    log_reg = self.param("log_reg", nn.initializers.constant(math.log(self.init_reg)), (self.dim + 1,))
+    if (c_i is None) != (not self.content_dim) or (c_s is None) != (c_i is None):
+      raise ValueError(f"RidgeUserVector(content_dim={self.content_dim}) needs content c_i and c_s exactly "
+                       "when content_dim > 0")
+    init = jnp.concatenate([jnp.full((self.dim + 1,), math.log(self.init_reg)),
+                            jnp.full((self.content_dim,), math.log(self.content_reg))])
+    log_reg = self.param("log_reg", lambda key, shape: init, (self.dim + 1 + self.content_dim,))
 
     def with_intercept(q):
       return jnp.concatenate([jnp.ones(q.shape[:-1] + (1,), f32), q], axis=-1)
 
     q_i = with_intercept(factors(f_i.astype(f32)))
-    q_s = with_intercept(factors(f_s.astype(f32))) * mask[:, None]
+    q_s = with_intercept(factors(f_s.astype(f32)))
     p_0 = jnp.concatenate([jnp.zeros((1,), f32), prior])
+    if self.content_dim:
+      content = nn.Dense(self.content_dim, name="content_factors")
+      q_i = jnp.concatenate([q_i, content(c_i.astype(f32))], axis=-1)
+      q_s = jnp.concatenate([q_s, content(c_s.astype(f32))], axis=-1)
+      p_0 = jnp.concatenate([p_0, jnp.zeros((self.content_dim,), f32)])
+    q_s = q_s * mask[:, None]
     resid = (targets.astype(f32) - q_s @ p_0) * mask  # what the prior leaves unexplained
     a = q_s.T @ q_s + jnp.diag(jnp.exp(log_reg))
     shift = spd_solve(a, q_s.T @ resid)

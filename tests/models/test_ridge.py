@@ -107,3 +107,60 @@ def test_spd_solve_matches_numpy_and_differentiates():
     inv = np.linalg.inv(scale * a)
     g = -np.outer(inv.T @ w, inv @ b)
     np.testing.assert_allclose(grad[k], (g + g.T) / 2, rtol=1e-3, atol=1e-5)
+
+
+def _content_inputs():
+  module, _, f_u, f_i, f_s, targets, mask = _ridge_inputs()
+  keys = jax.random.split(jax.random.PRNGKey(5), 2)
+  c_s, c_i = jax.random.normal(keys[0], (7, 6)), jax.random.normal(keys[1], (3, 6))
+  module = RidgeUserVector(dim=3, init_reg=2.0, content_dim=2)
+  params = _jiggle(module.init(jax.random.PRNGKey(1), f_u, f_i, f_s, targets, mask, c_i=c_i, c_s=c_s))
+  return module, params, (f_u, f_i, f_s, targets, mask), c_i, c_s
+
+
+def test_content_factors_are_solved_from_the_support_alone():
+  module, params, args, c_i, c_s = _content_inputs()
+  f_u, f_i, f_s, targets, mask = args
+  p = jax.tree.map(np.asarray, params["params"])
+  fac, pri, con = p["item_factors"], p["user_prior"], p["content_factors"]
+  q = lambda f, c: np.concatenate([np.ones((len(f), 1)), np.asarray(f) @ fac["kernel"] + fac["bias"],
+                                   np.asarray(c) @ con["kernel"] + con["bias"]], 1)
+  p0 = np.concatenate([[0.0], np.asarray(f_u) @ pri["kernel"] + pri["bias"], [0.0, 0.0]])  # content prior 0
+  keep = np.asarray(mask) > 0
+  q_s, t = q(f_s, c_s)[keep], np.asarray(targets)[keep]
+  user = p0 + np.linalg.solve(q_s.T @ q_s + np.diag(np.exp(p["log_reg"])), q_s.T @ (t - q_s @ p0))
+  got = module.apply(params, f_u, f_i, f_s, targets, mask, c_i=c_i, c_s=c_s)
+  np.testing.assert_allclose(got, q(f_i, c_i) @ user, rtol=1e-4, atol=1e-5)
+  # No support rating: the content adds nothing, whatever it is (no global item effect through it).
+  empty = jnp.zeros_like(mask)
+  a = module.apply(params, f_u, f_i, f_s, targets * 0, empty, c_i=c_i, c_s=c_s)
+  b = module.apply(params, f_u, f_i, f_s, targets * 0, empty, c_i=c_i * 10 + 3, c_s=c_s)
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  loo = module.apply(params, f_u, f_s, f_s, targets, mask, loo=True, c_i=c_s, c_s=c_s)
+  without = mask.at[2].set(0.0)
+  refit = module.apply(params, f_u, f_s, f_s, targets * without, without, c_i=c_s, c_s=c_s)
+  np.testing.assert_allclose(loo[2], refit[2], rtol=1e-4, atol=1e-5)
+
+
+def test_model_ridge_fields_reach_only_the_ridge(tiny_data):
+  import dataclasses
+  d = tiny_data
+  _, _, i_cols, _, _ = derived_columns(d.interactions, d.num_users, d.num_items, 5.0)
+  text = jax.random.normal(jax.random.PRNGKey(2), (d.num_items, 6))
+  features = Features(user={k: jnp.asarray(v) for k, v in d.users.columns.items()},
+                      item={**{k: jnp.asarray(v) for k, v in d.items.columns.items()},
+                            ITEM_MEAN: jnp.asarray(i_cols[ITEM_MEAN]), "text": text})
+  model = RecModel(d.users.specs, d.items.specs, embed_dim=3, head_hidden=(5,), ridge_dim=2, ridge_fields=("text",),
+                   ridge_content_dim=2)
+  params = _jiggle(init_params(model, features, jax.random.PRNGKey(0)), scale=0.2)
+  assert params["ridge"]["content_factors"]["kernel"].shape == (6, 2)
+  assert "text" not in str(jax.tree_util.tree_structure(params["extractor"]))  # the extractor never sees it
+  predict = jax.jit(make_predict(model, residual=True))
+  items, ratings = jnp.array([3, 8, 15, 21]), jnp.array([5.0, 1.0, 4.0, 2.0])
+  q = jnp.array([50, 60])
+  support = (items, ratings, jnp.ones(4, bool))
+  a = predict(params, features, 7, q, support)
+  moved = dataclasses.replace(features, item={**features.item, "text": text.at[50].add(1.0)})
+  assert float(jnp.abs(a - predict(params, moved, 7, q, support))[0]) > 1e-6  # item 50's text moves its score
+  empty = (items, ratings, jnp.zeros(4, bool))
+  np.testing.assert_allclose(predict(params, features, 7, q, empty), predict(params, moved, 7, q, empty), rtol=1e-6)
