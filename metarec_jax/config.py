@@ -20,6 +20,7 @@ from metarec_jax.eval.evidence import EVIDENCE_LOSSES, SUPPORT_CHOICES
 from metarec_jax.eval.metrics import METRICS, NDCG_FAMILIES, check_metric_names
 from metarec_jax.eval.ranking import RANKING_METRICS, check_ranking_metric_names
 from metarec_jax.pyfile import PyFileError, load_file
+from metarec_jax.suggest import did_you_mean
 
 
 # Keys `metarec eval WORKDIR --set` may change: they alter what is scored, not what was trained.
@@ -139,7 +140,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.steps = 1000
   c.train.tasks_per_batch = 32
-  c.train.log_every = 50
+  c.train.log_every = 50             # training log period: metrics.jsonl, TensorBoard, W&B, console (--no-progress)
+  c.train.tensorboard = True         # TensorBoard event files under <workdir>/tensorboard/
+  c.train.wandb_project = ""         # non-empty: also log to this Weights & Biases project (pip install metarec-jax[wandb])
   c.train.eval_every = 100           # validation MAE; the best step's params are kept
   c.train.checkpoint_every = 250
   c.train.devices = 1                # devices the task batch is sharded over (0: all local devices)
@@ -262,6 +265,24 @@ def _parse(key: str, raw: str, current: Any) -> Any:
                     "from the command line")
 
 
+def unknown_key(key: str, keys: Iterable[str]) -> str:
+  """The message for an unknown config key: the closest keys, else the keys of its block.
+
+  Args:
+    key: the dotted key that was given.
+    keys: every valid dotted key.
+  """
+  keys = [k for k in keys if k != "variants"]
+  hint = did_you_mean(key, keys)
+  if hint:
+    return f"unknown key {key!r}{hint}"
+  block = key.rsplit(".", 1)[0] + "." if "." in key else None
+  siblings = sorted(k for k in keys if block and k.startswith(block))
+  if siblings:
+    return f"unknown key {key!r}; the keys under {block[:-1]} are: {', '.join(siblings)}"
+  return f"unknown key {key!r} (`metarec config EXPERIMENT` prints every key with its value)"
+
+
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str]) -> ml_collections.ConfigDict:
   """Returns a copy of ``config`` with ``KEY=VALUE`` overrides applied.
 
@@ -277,8 +298,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str])
     key, raw = item.split("=", 1)
     key = key.strip()
     if key not in keys or key == "variants":
-      valid = "\n  ".join(sorted(k for k in keys if k != "variants"))
-      raise ConfigError(f"--set: unknown key {key!r}. Valid keys:\n  {valid}")
+      raise ConfigError(f"--set: {unknown_key(key, keys)}")
     value = _parse(key, raw, keys[key])
     node = config
     *parents, leaf = key.split(".")
@@ -330,7 +350,7 @@ def set_values(config: ml_collections.ConfigDict, values: dict[str, Any], where:
   keys = flat_keys(config)
   for key, value in values.items():
     if key not in keys or key == "variants":
-      raise ConfigError(f"{where}: unknown key {key!r}; keys are those of metarec_jax.default_config()")
+      raise ConfigError(f"{where}: {unknown_key(key, keys)}")
     node = config
     *parents, leaf = key.split(".")
     for part in parents:

@@ -16,6 +16,8 @@ import pathlib
 import sys
 from types import ModuleType
 
+from metarec_jax.suggest import did_you_mean
+
 PREFIX = "metarec_file_"
 _LOADED: dict[str, str] = {}  # module name -> digest of the source it was imported from
 
@@ -43,7 +45,9 @@ def load_file(path: str | pathlib.Path, what: str = "file") -> ModuleType:
   """
   p = pathlib.Path(path)
   if not p.is_file():
-    raise PyFileError(f"{what} {p} does not exist")
+    nearby = [str(f) for f in p.parent.glob("*.py")] if p.parent.is_dir() else []
+    problem = "is a folder, not a file" if p.is_dir() else "does not exist"
+    raise PyFileError(f"{what} {p} {problem}{did_you_mean(str(p), nearby)}")
   name = module_name(p)
   source = p.read_bytes()
   digest = hashlib.sha1(source).hexdigest()

@@ -75,7 +75,9 @@ def markdown_table(results: dict, metrics, scenarios=None) -> str:
 def results_markdown(results: dict, config) -> str:
   """The text of ``results.md``: a header, the candidates (implicit feedback), a table per scenario,
   and the support-size curve's tables when the run scored one (`eval.support_sizes`)."""
-  header = f"# {config.name}\n\nMean over seeds, ± the sample std (ddof=1); best per scenario and metric in bold.\n\n"
+  n_seeds = len({r["seed"] for r in results["rows"]})
+  spread = "Mean over seeds, ± the sample std (ddof=1)" if n_seeds > 1 else "One seed (no ± column)"
+  header = f"# {config.name}\n\n{spread}; best per scenario and metric in bold.\n\n"
   if config.data.feedback == "implicit":
     from metarec_jax.eval.implicit import describe_candidates
     header += describe_candidates(config) + "\n\n"

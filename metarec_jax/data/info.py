@@ -17,12 +17,13 @@ import numpy as np
 from metarec_jax.data.interactions import Interactions
 from metarec_jax.data.parsing import MissingDataFile
 
-FORMATS = ("auto", "melu", "movielens", "recbole")
-DEFAULT_PROTOCOL = {"melu": "melu_states", "movielens": "temporal", "recbole": "random_users"}
+FORMATS = ("auto", "melu", "movielens", "recbole", "lastfm")
+DEFAULT_PROTOCOL = {"melu": "melu_states", "movielens": "temporal", "recbole": "random_users",
+                    "lastfm": "random_users"}
 
 
 def detect_format(path: str | pathlib.Path) -> str:
-  """``melu``, ``movielens`` or ``recbole`` by the files in ``path``.
+  """``melu``, ``movielens``, ``recbole`` or ``lastfm`` by the files in ``path``.
 
   Raises:
     MissingDataFile: the folder holds none of the known layouts.
@@ -37,10 +38,13 @@ def detect_format(path: str | pathlib.Path) -> str:
     return "movielens"
   if any(p.glob("*.inter")):
     return "recbole"
+  if (p / "user_artists.dat").is_file():
+    return "lastfm"
   raise MissingDataFile(
       f"{p} holds no known data set: expected MeLU's release (warm_state.json, movies_extrainfos.dat; "
       f"metarec data download melu-ml1m --to {p}), MovieLens (u.data or ratings.dat; metarec data "
-      f"download ml-100k --to {p}) or RecBole atomic files (NAME.inter)")
+      f"download ml-100k --to {p}), RecBole atomic files (tab-separated NAME.inter) or HetRec 2011 Last.fm "
+      "(user_artists.dat, from grouplens.org/datasets/hetrec-2011)")
 
 
 def data_config(path: str | pathlib.Path, fmt: str,

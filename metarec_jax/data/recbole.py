@@ -65,6 +65,11 @@ def read_atomic(path: pathlib.Path) -> tuple[Table, dict[str, str]]:
   """
   with open(path, "rb") as f:
     head = f.readline().decode("utf-8-sig", errors="replace").rstrip("\r\n")
+  if "\t" not in head:
+    for sep, sep_name in ((",", "commas"), (";", "semicolons"), ("|", "bars")):
+      if head.count(sep) and head.count(":") > 1:
+        raise DataError(f"{path}, line 1: RecBole atomic files are tab-separated, but this header is separated "
+                        f"by {sep_name}; convert the file (e.g. `tr '{sep}' '\\t' < {path.name} > fixed.inter`)")
   types, names = {}, []
   for entry in head.split("\t"):
     name, colon, kind = entry.strip().rpartition(":")

@@ -34,6 +34,7 @@ from metarec_jax.meta.learners import LEARNERS
 from metarec_jax.methods.base import Method
 from metarec_jax.methods.presets import PRESETS, with_presets
 from metarec_jax.pyfile import origin
+from metarec_jax.suggest import did_you_mean
 
 METHODS: dict[str, type[Method]] = {}
 # Config blocks of the registered methods (block name -> defaults); `config.default_config` adds them.
@@ -104,7 +105,8 @@ def resolve(name: str, config: ml_collections.ConfigDict) -> Method:
     what = f"base={base!r}" if base else f"meta.learner={kind!r}"
     raise cfg_lib.ConfigError(f"variants.{name}: {what} names no method or learner; known: "
                               f"{sorted(set(METHODS) | set(LEARNERS))}")
-  raise cfg_lib.ConfigError(f"methods: unknown method {name!r}; known: {known_methods(config)}")
+  known = known_methods(config)
+  raise cfg_lib.ConfigError(f"methods: unknown method {name!r}{did_you_mean(name, known)} (known: {', '.join(known)})")
 
 
 def resolve_all(config: ml_collections.ConfigDict) -> list[Method]:

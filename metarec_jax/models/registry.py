@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from metarec_jax.models.extractor import Extractor
 from metarec_jax.models.heads import DotHead, MLPHead, RelationHead
+from metarec_jax.suggest import did_you_mean
 
 Builder = Callable[..., nn.Module]  # (model, **module_kwargs) -> unbound module
 
@@ -96,7 +97,8 @@ def register_head(name: str, build: Builder | None = None, *,
 
 def _lookup(table: dict, kind: str, name: str):
   if name not in table:
-    raise ValueError(f"unknown {kind} {name!r}; registered: {sorted(table)} (model.{kind}; register your own "
+    raise ValueError(f"unknown {kind} {name!r}{did_you_mean(name, table)}; registered: {sorted(table)} "
+                     f"(model.{kind}; register your own "
                      f"with metarec_jax.models.register_{kind})")
   return table[name]
 

@@ -26,7 +26,9 @@ def test_detect_format(tmp_path):
   assert detect_format(write_melu(tmp_path / "a")) == "melu"
   assert detect_format(write_ml100k(tmp_path / "b")) == "movielens"
   assert detect_format(write_recbole(tmp_path / "c")) == "recbole"
-  with pytest.raises(MissingDataFile, match="metarec data download melu-ml1m"):
+  from tests.data.test_lastfm import write_lastfm
+  assert detect_format(write_lastfm(tmp_path / "d")) == "lastfm"
+  with pytest.raises(MissingDataFile, match="metarec data download melu-ml1m.*tab-separated NAME.inter.*Last.fm"):
     detect_format(tmp_path)
 
 

@@ -62,6 +62,10 @@ def test_bad_header_and_missing_fields(tmp_path):
   d = write_recbole(tmp_path / "c", inter="user_id:token\titem_id:token\trating:float\nu1\tm1\tgood\n")
   with pytest.raises(DataError, match=r"tiny\.inter, line 2, field 'rating': 'good' is not a number"):
     recbole.load_recbole(d)
+  d = write_recbole(tmp_path / "e", inter="user_id:token,item_id:token,rating:float\nu1,m1,3\n")
+  with pytest.raises(DataError, match=r"tiny\.inter, line 1: RecBole atomic files are tab-separated, but this "
+                     r"header is separated by commas"):
+    recbole.load_recbole(d)
   d = write_recbole(tmp_path / "d", inter="user_id:token\titem_id:token\trating:float\nu1\tm1\n")
   with pytest.raises(DataError, match=r"tiny\.inter, line 2: expected 3 fields .* field 'rating' is missing"):
     recbole.load_recbole(d)
