@@ -24,4 +24,26 @@ from metarec_jax.serving import Recommender, Scorer
 from metarec_jax.train import NonFiniteError, train_loop, train_population
 from metarec_jax.types import Features, MetaParams, PredictFn, TaskBatch, TaskSet
 
-__version__ = "0.1.0"
+def _version() -> str:
+  """The installed distribution's version (pyproject.toml is its one source)."""
+  from importlib.metadata import PackageNotFoundError, version
+  try:
+    return version("metarec-jax")
+  except PackageNotFoundError:  # imported from a source tree that was never installed
+    return "0+unknown"
+
+
+__version__ = _version()
+
+
+def _public_names() -> list[str]:
+  """The names re-exported above and every module of the package (the public API; `pdoc metarec_jax`
+  documents these)."""
+  import pkgutil
+  import types
+  names = {n for n, v in globals().items() if not n.startswith("_") and not isinstance(v, types.ModuleType)}
+  names |= {m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
+  return sorted(names)
+
+
+__all__ = _public_names()

@@ -36,3 +36,22 @@ def test_cold_start_movielens_notebook_runs_and_shows_the_table_and_curve(tmp_pa
   assert all(f"| {m} |" in markdown for m in methods)
   assert sum("image/png" in o.get("data", {}) for o in outputs) == 2
   assert (workdir / "report" / "mae_by_support_size.png").exists()
+
+
+def test_api_tour_notebook_runs_on_the_synthetic_default(tmp_path, monkeypatch):
+  monkeypatch.setenv("METAREC_NOTEBOOK_QUICK", "1")
+  workdir = tmp_path / "tour"
+  monkeypatch.setenv("METAREC_NOTEBOOK_WORKDIR", str(workdir))
+  nb = nbformat.read(NOTEBOOKS / "api_tour.ipynb", as_version=4)
+  NotebookClient(nb, timeout=600, kernel_name="python3",
+                 resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+  outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+  assert not [o for o in outputs if o.get("output_type") == "error"]
+  text = "\n".join(o.get("text", "") for o in outputs)
+  assert "1200 users, 400 items" in text and "top 5 items: [" in text
+  first, last = (float(x) for x in text.split("query MSE after adaptation: ")[1].split()[0:6:5])
+  assert last < first  # the hand-written meta-training loop learns
+  rows = json.loads((workdir / "results.json").read_text())["rows"]
+  assert {r["method"] for r in rows} == {"item_mean_user_bias", "maml"}
+  markdown = "\n".join(o["data"]["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {}))
+  assert "| maml |" in markdown and sum("image/png" in o.get("data", {}) for o in outputs) == 1
