@@ -7,16 +7,24 @@ every scenario and records the rows. With ``train.vectorize`` the learned
 methods' seeds (and variants that differ only in their rates) first train
 together as populations (`train_populations`). A run killed at any point resumes from
 its checkpoints and finishes with the same numbers as one that was not.
+
+A run with a folder records its session in env.json (versions, devices,
+git, command, start, end, status) and the start, end and wall seconds of
+each method x seed it fits and evaluates (`rundir.RunDir.start_session`,
+`record_time`); parts finished by an earlier session keep their timing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
-from typing import Callable, Sequence
+import time
+from typing import Callable, Iterator, Sequence
 
 import ml_collections
 
 from metarec_jax import config as cfg_lib
+from metarec_jax import runlog
 from metarec_jax.eval.evaluate import evaluate_fitted
 from metarec_jax.meta.population import PopulationMismatch
 from metarec_jax.methods import FitContext, Method, resolve_all
@@ -54,53 +62,82 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
     raise ValueError("reevaluate needs a workdir")
   methods = resolve_all(config)
   rd = RunDir.create(workdir, config, origins(config)) if workdir is not None else None
-  say = print if verbose else (lambda *a, **k: None)
-  seeds = [config.seed + i for i in range(config.num_seeds)]
-  say(f"metarec: {config.name}: seeds {seeds}, methods {list(config.methods)}, data {config.data.name} "
-      f"({config.data.protocol}), query {config.data.query_size}, support {support_size(config.data)}")
-  data = with_model_inputs(load_dataset(config.data), config)
-  rows, curves = [], []
-  contexts: dict[int, FitContext] = {}
+  with _session(rd, "eval" if reevaluate else "run"):
+    say = print if verbose else (lambda *a, **k: None)
+    seeds = [config.seed + i for i in range(config.num_seeds)]
+    say(f"metarec: {config.name}: seeds {seeds}, methods {list(config.methods)}, data {config.data.name} "
+        f"({config.data.protocol}), query {config.data.query_size}, support {support_size(config.data)}")
+    data = with_model_inputs(load_dataset(config.data), config)
+    rows, curves = [], []
+    contexts: dict[int, FitContext] = {}
 
-  def context(seed: int) -> FitContext:
-    if seed not in contexts:
-      prep = prepare(config, seed, data)
-      say(f"seed {seed}: {prep.train.num_tasks} meta-training tasks, {prep.valid_batch.num_tasks} validation; "
-          + ", ".join(f"{s} {b.num_tasks}" for s, b in prep.test_batches.items()))
-      for note in prep.split.notes:
-        if note.startswith("content prior"):
-          say(f"seed {seed}: {note}")
-      contexts[seed] = FitContext(config, prep, seed, run=rd, progress=progress, on_step=on_step,
-                                  restore_only=reevaluate, methods={m.name: m for m in methods})
-    return contexts[seed]
+    def context(seed: int) -> FitContext:
+      if seed not in contexts:
+        prep = prepare(config, seed, data)
+        say(f"seed {seed}: {prep.train.num_tasks} meta-training tasks, {prep.valid_batch.num_tasks} validation; "
+            + ", ".join(f"{s} {b.num_tasks}" for s, b in prep.test_batches.items()))
+        for note in prep.split.notes:
+          if note.startswith("content prior"):
+            say(f"seed {seed}: {note}")
+        contexts[seed] = FitContext(config, prep, seed, run=rd, progress=progress, on_step=on_step,
+                                    restore_only=reevaluate, methods={m.name: m for m in methods})
+      return contexts[seed]
 
-  if config.train.vectorize and len(seeds) > 1 and not reevaluate:
-    train_populations(methods, [context(s) for s in seeds], rd, say)
-  for seed in seeds:
-    ctx = context(seed)
-    prep = ctx.prep
-    for method in methods:
-      record = rd.read_part(method.name, seed) if rd is not None and not reevaluate else None
-      if record is None:
-        fitted = ctx.fit(method)
-        record = evaluate_fitted(fitted, prep, method.config, seed)
-        if rd is not None and not reevaluate:
-          rd.log.write(method=method.name, seed=seed, selection=fitted.selection, selected_on=prep.selection)
-          rd.write_part(method.name, seed, {**record, "selection": fitted.selection, "selected_on": prep.selection})
-      rows.extend(record["rows"])
-      curves.extend(record.get("support_curve", []))
-    del contexts[seed]  # one seed's data and fitted methods at a time
-  results = {"rows": rows}
-  if curves:
-    results["support_curve"] = curves
-  if rd is not None:
-    rd.write_results(results, results_markdown(results, config))
-  say(markdown_table(results, config.eval.metrics))
-  return results
+    populations: dict[tuple[str, int], int] = {}
+    if config.train.vectorize and len(seeds) > 1 and not reevaluate:
+      populations = train_populations(methods, [context(s) for s in seeds], rd, say)
+    for seed in seeds:
+      ctx = context(seed)
+      prep = ctx.prep
+      for method in methods:
+        record = rd.read_part(method.name, seed) if rd is not None and not reevaluate else None
+        if record is None:
+          start, tick = runlog.now(), time.perf_counter()
+          fitted = ctx.fit(method)
+          record = evaluate_fitted(fitted, prep, method.config, seed)
+          if rd is not None and not reevaluate:
+            rd.log.write(method=method.name, seed=seed, selection=fitted.selection, selected_on=prep.selection)
+            rd.write_part(method.name, seed, {**record, "selection": fitted.selection, "selected_on": prep.selection})
+            rd.log.done(method.name, seed)
+            where = populations.get((method.name, seed))
+            rd.record_time(method.name, seed, start, time.perf_counter() - tick,
+                           **({"population": where} if where is not None else {}))
+        rows.extend(record["rows"])
+        curves.extend(record.get("support_curve", []))
+      del contexts[seed]  # one seed's data and fitted methods at a time
+    results = {"rows": rows}
+    if curves:
+      results["support_curve"] = curves
+    if rd is not None:
+      rd.write_results(results, results_markdown(results, config))
+    say(markdown_table(results, config.eval.metrics))
+    return results
+
+
+@contextlib.contextmanager
+def _session(rd: RunDir | None, mode: str) -> Iterator[None]:
+  """One session of the run folder: env.json's record of it, and every log writer closed at its end."""
+  if rd is None:
+    yield
+    return
+  rd.start_session(mode)
+  status, error = "failed", None
+  try:
+    yield
+    status = "finished"
+  except KeyboardInterrupt:
+    status = "interrupted"
+    raise
+  except Exception as e:
+    error = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+    raise
+  finally:
+    rd.log.close()
+    rd.end_session(status, error)
 
 
 def train_populations(methods: Sequence[Method], contexts: list[FitContext], rd: RunDir | None,
-                      say: Callable[..., None] = print) -> None:
+                      say: Callable[..., None] = print) -> dict[tuple[str, int], int]:
   """``train.vectorize``: trains the learned methods' unfinished seeds as populations.
 
   One population per group of methods whose configs differ only in
@@ -108,6 +145,10 @@ def train_populations(methods: Sequence[Method], contexts: list[FitContext], rd:
   with every unfinished seed. A method whose seeds cannot train together (its
   own model, sharded steps, data of different shapes across seeds) is left to
   the seed loop, which trains it seed by seed; the run says why.
+
+  Returns:
+    (method, seed) -> the index in env.json's ``populations`` of the
+    population it trained in (empty without a run folder).
   """
   groups: list[list[tuple[LearnedMethod, list[FitContext]]]] = []
   owners: set[str] = set()
@@ -127,12 +168,14 @@ def train_populations(methods: Sequence[Method], contexts: list[FitContext], rd:
       groups.append([(method, pending)])
     else:
       group.append((method, pending))
+  where: dict[tuple[str, int], int] = {}
   for group in groups:
     members = [(m, c) for m, pending in group for c in pending]
     if len(members) < 2:
       continue
     say(f"population: {', '.join(m.name for m, _ in group)} x seeds "
         f"{', '.join(sorted({str(c.seed) for _, c in members}))}: {len(members)} members, one program")
+    start, tick = runlog.now(), time.perf_counter()
     try:
       trained = train_population_model([(m.config, c, m.checkpoint) for m, c in members])
     except PopulationMismatch as e:
@@ -140,6 +183,11 @@ def train_populations(methods: Sequence[Method], contexts: list[FitContext], rd:
       continue
     for (m, c), value in zip(members, trained):
       m.remember_trained(c, value)
+    index = rd.record_population([f"{m.name}__seed{c.seed}" for m, c in members], start,
+                                 time.perf_counter() - tick) if rd is not None else None
+    if index is not None:
+      where.update({(m.name, c.seed): index for m, c in members})
+  return where
 
 
 def evaluate_workdir(workdir: str | pathlib.Path, *, progress: bool = True, verbose: bool = False,

@@ -4,7 +4,9 @@ A run folder (``metarec run ... --workdir DIR``) holds::
 
     config.json       the experiment config (function variants written out)
     run.json          where the run's own methods and model parts were defined (files to import on reopening)
+    env.json          where and when it ran: versions, devices, git, command, sessions, time per method x seed
     metrics.jsonl     one JSON object per line: training steps, validation values, selections
+    tensorboard/      TensorBoard event files, one folder per method x seed (``train.tensorboard``)
     checkpoints/      orbax checkpoints, one folder per (owner, seed): ``<owner>__seed<seed>``
     parts/            one finished method x seed: ``<method>__seed<seed>.json`` (rows, support curve, selection)
     results.json      ``{"rows": [...], "support_curve": [...]}``
@@ -16,9 +18,14 @@ are written to a temporary name and renamed, so a killed write never leaves
 half a file.
 
 Under several processes (``metarec run --distributed``, `distributed`) only
-process 0 writes config, logs, parts and results; the others read the same
-folder (a shared file system) and write nothing but their share of the
-checkpoints (orbax, `train.loop`).
+process 0 writes config, logs, env.json, parts and results; the others read
+the same folder (a shared file system) and write nothing but their share of
+the checkpoints (orbax, `train.loop`).
+
+The log (`RunDir.log`, a `runlog.RunLog`) sends each record to
+metrics.jsonl, TensorBoard, W&B and the console; env.json's sessions and
+timings are written by `experiment.run` through `start_session`,
+`record_time` and `end_session`.
 """
 
 from __future__ import annotations
@@ -26,17 +33,22 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import time
 from typing import Any, Iterator
 
 import jax
 import ml_collections
 
 from metarec_jax import config as cfg_lib
+from metarec_jax import runlog
 from metarec_jax.pyfile import import_origin
+from metarec_jax.runlog import JsonlLog, RunLog  # noqa: F401  (JsonlLog: its old home)
 
 CONFIG = "config.json"
 RUN = "run.json"
+ENV = "env.json"
 METRICS = "metrics.jsonl"
+TENSORBOARD = "tensorboard"
 RESULTS = "results.json"
 RESULTS_MD = "results.md"
 PARTS = "parts"
@@ -52,19 +64,6 @@ def write_text(path: pathlib.Path, text: str) -> None:
   os.replace(tmp, path)
 
 
-class JsonlLog:
-  """Appends one JSON object per line (nowhere when ``path`` is None)."""
-
-  def __init__(self, path: pathlib.Path | None):
-    self.path = path
-
-  def write(self, **record) -> None:
-    if self.path is None:
-      return
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
-
-
 class RunDir:
   """The owner of one run folder: config, logs, checkpoints, parts and results.
 
@@ -78,8 +77,10 @@ class RunDir:
     self.path = pathlib.Path(path)
     self.config = config
     self.writer = jax.process_index() == 0
-    self.log = JsonlLog(self.path / METRICS if self.writer else None)
+    self.log = RunLog.for_run(self.path, self.path / METRICS, self.path / TENSORBOARD, config, self.writer)
     self._resumable: frozenset[str] | None = None  # several processes: the parts present at the start
+    self._session: int | None = None  # this session's index in env.json's sessions
+    self._session_start = 0.0
 
   # ------------------------------------------------------------------ opening
 
@@ -96,7 +97,8 @@ class RunDir:
 
     Raises:
       ConfigError: the folder holds a run with another config (the differing
-        keys are listed; nothing is changed).
+        keys are listed; nothing is changed), or ``train.wandb_project`` is
+        set and wandb is not installed.
     """
     path = pathlib.Path(path)
     config = cfg_lib.canonical(config)
@@ -110,7 +112,10 @@ class RunDir:
         raise cfg_lib.ConfigError(
             f"workdir {path} holds a run with a different config{finished}:\n  " + "\n  ".join(changes)
             + "\nUse another --workdir, or delete this one to start over.")
-    elif writer:
+    project = str(config.train.get("wandb_project", "") or "")
+    if project:
+      runlog.import_wandb(project)  # every process: all fail alike, before anything is written
+    if not saved.exists() and writer:
       path.mkdir(parents=True, exist_ok=True)
       write_text(saved, cfg_lib.to_json(config))
     if origins and writer:
@@ -144,6 +149,77 @@ class RunDir:
     self.config = config
     if self.writer:
       write_text(self.path / CONFIG, cfg_lib.to_json(config))
+
+  # ------------------------------------------------------------------ provenance (env.json)
+
+  def read_env(self) -> dict[str, Any]:
+    """``env.json`` (empty when the run has none yet)."""
+    path = self.path / ENV
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+  def _write_env(self, env: dict[str, Any]) -> None:
+    write_text(self.path / ENV, json.dumps(env, indent=1))
+
+  def start_session(self, mode: str = "run") -> None:
+    """Appends this session to env.json: start time, command, versions, devices, git (`runlog.environment`).
+
+    The top-level ``command``, ``packages``, ``jax`` and ``git`` repeat the
+    latest session's; earlier sessions keep theirs. Process 0 only.
+
+    Args:
+      mode: what the session does (``run``; ``eval``: `metarec eval`).
+    """
+    if not self.writer:
+      return
+    session = {"start": runlog.now(), "end": None, "wall_s": None, "status": "running", **runlog.environment(mode)}
+    env = self.read_env()
+    sessions = env.pop("sessions", [])
+    sessions.append(session)
+    self._session, self._session_start = len(sessions) - 1, time.perf_counter()
+    latest = {k: session[k] for k in ("command", "packages", "jax", "git")}
+    self._write_env({"format": 1, **latest, "sessions": sessions, "methods": env.get("methods", {}),
+                     "populations": env.get("populations", [])})
+
+  def end_session(self, status: str = "finished", error: str | None = None) -> None:
+    """Records the session's end time, wall seconds and status (``finished``, ``failed``, ``interrupted``)."""
+    if not self.writer or self._session is None:
+      return
+    env = self.read_env()
+    session = env["sessions"][self._session]
+    session.update(end=runlog.now(), wall_s=round(time.perf_counter() - self._session_start, 3), status=status)
+    if error:
+      session["error"] = error
+    self._write_env(env)
+    self._session = None
+
+  def record_time(self, method: str, seed: int, start: str, wall_s: float, **extra: Any) -> None:
+    """Records when ``method`` x ``seed`` was fitted and evaluated (``methods["<method>__seed<seed>"]``).
+
+    Args:
+      method: the method.
+      seed: the seed.
+      start: its start time (`runlog.now`); the end is now.
+      wall_s: its wall-clock seconds.
+      **extra: more fields (e.g. ``population``: the index of the population it trained in).
+    """
+    if not self.writer:
+      return
+    env = self.read_env()
+    env.setdefault("methods", {})[f"{method}__seed{seed}"] = {
+        "method": method, "seed": seed, "start": start, "end": runlog.now(), "wall_s": round(wall_s, 3),
+        "session": self._session, **extra}
+    self._write_env(env)
+
+  def record_population(self, members: list[str], start: str, wall_s: float) -> int | None:
+    """Records a population's training (``train.vectorize``); returns its index in ``populations``."""
+    if not self.writer:
+      return None
+    env = self.read_env()
+    populations = env.setdefault("populations", [])
+    populations.append({"members": members, "start": start, "end": runlog.now(), "wall_s": round(wall_s, 3),
+                        "session": self._session})
+    self._write_env(env)
+    return len(populations) - 1
 
   # ------------------------------------------------------------------ checkpoints
 

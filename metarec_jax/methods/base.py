@@ -21,6 +21,7 @@ from metarec_jax.types import TaskBatch
 
 if TYPE_CHECKING:
   from metarec_jax.rundir import RunDir
+  from metarec_jax.runlog import RunLog
   from metarec_jax.serving import Recommender
 
 Predictions = Callable[[TaskBatch], np.ndarray]  # a test batch -> query predictions [T, Q]
@@ -194,9 +195,10 @@ class FitContext:
   _trained: dict[str, tuple[ml_collections.ConfigDict, Any]] = dataclasses.field(default_factory=dict)
 
   @property
-  def log(self):
-    from metarec_jax.rundir import JsonlLog
-    return self.run.log if self.run is not None else JsonlLog(None)
+  def log(self) -> "RunLog":
+    """The run's log (`runlog.RunLog`); without a run folder, one that prints the console lines only."""
+    from metarec_jax.runlog import RunLog
+    return self.run.log if self.run is not None else RunLog()
 
   def checkpoint_dir(self, owner: str) -> pathlib.Path | None:
     return self.run.checkpoint_dir(owner, self.seed) if self.run is not None else None

@@ -10,6 +10,11 @@ rerun resumes from the last checkpoint and reaches the same params as a run
 that was never stopped. A NaN or infinite loss or gradient norm stops the
 run with the method, the step and the metric, and the last good checkpoint
 stays on disk.
+
+Every ``log_every`` steps the training values, and at every validation the
+validation values, go to the log (`runlog.RunLog`: metrics.jsonl,
+TensorBoard, W&B); without a progress bar the log also prints one line per
+logged step.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 from metarec_jax.meta.step import MetaTrainState, replicate, task_mesh
+from metarec_jax.runlog import RunLog
 
 
 _copy = jax.jit(lambda tree: jax.tree_util.tree_map(jnp.copy, tree))  # one compile per param shape
@@ -112,8 +118,10 @@ def train_loop(name: str, seed: int, state: MetaTrainState, step_fn: Callable, t
       value.
     settings: steps and the logging / validation / checkpoint periods.
     ckpt_dir: orbax folder; resumes from its latest step if any.
-    log: a `rundir.JsonlLog` (or None).
-    progress: show a progress bar.
+    log: where the records go: a `runlog.RunLog` (`rundir.RunDir.log`), or
+      anything with ``write(**record)``; None: the console only.
+    progress: show a progress bar; False: print a line every ``log_every``
+      steps instead (through the log's console, process 0).
     on_step: called after every step with (name, seed, step) (tests use it
       to interrupt a run).
     restore_only: do not train; fail unless a finished checkpoint exists
@@ -130,7 +138,8 @@ def train_loop(name: str, seed: int, state: MetaTrainState, step_fn: Callable, t
       NaN or infinite; the last good checkpoint stays on disk.
     FileNotFoundError: ``restore_only`` and no finished checkpoint.
   """
-  write = log.write if log is not None else (lambda **record: None)
+  log = log if log is not None else RunLog()
+  write = log.write
   s = settings
   names = list(sets)
   main_set = names[0]
@@ -185,34 +194,41 @@ def train_loop(name: str, seed: int, state: MetaTrainState, step_fn: Callable, t
   if mesh is not None:
     state, tasks, features = replicate(state, mesh), replicate(tasks, mesh), replicate(features, mesh)
   start = int(state.step)
-  if start == 0 and s.steps > 0:
-    evaluate_now(0)
-  bar = tqdm(total=s.steps, initial=start, desc=f"{name} seed {seed}", disable=not progress,
-             leave=False, dynamic_ncols=True)
-  tick, tick_step = time.perf_counter(), start
-  val = best_val[main_set]
-  for step in range(start + 1, s.steps + 1):
-    state, metrics = step_fn(state, tasks, features)
-    values = {k: float(v) for k, v in metrics.items()}
-    bad = [k for k in ("loss", "grad_norm") if not np.isfinite(values[k])]
-    if bad:
-      saved = manager.latest_step() if manager is not None else None
-      where = f"; the last good checkpoint (step {saved}) is in {ckpt_dir}" if saved is not None else ""
-      raise NonFiniteError(f"{name} seed {seed}: {bad[0]} is {values[bad[0]]} at step {step}{where}. {hint}")
-    if step % s.log_every == 0 or step == s.steps:
-      now = time.perf_counter()
-      rate = (step - tick_step) * s.tasks_per_batch / max(now - tick, 1e-9)
-      tick, tick_step = now, step
-      write(method=name, seed=seed, step=step, tasks_per_s=rate, **values)
-    if step % s.eval_every == 0 or step == s.steps:
-      val = evaluate_now(step)
-    bar.update(1)
-    bar.set_postfix(loss=f"{values['loss']:.3f}", **{selection_key: f"{val:.4f}"}, refresh=False)
-    if step % s.checkpoint_every == 0 or step == s.steps:
-      save(step)
-    if on_step is not None:
-      on_step(name, seed, step)
-  bar.close()
+  begin, end = getattr(log, "begin", None), getattr(log, "end", None)
+  if begin is not None and start < s.steps:
+    begin(name, seed, steps=s.steps, start=start, eval_every=s.eval_every, console=not progress)
+  try:
+    if start == 0 and s.steps > 0:
+      evaluate_now(0)
+    bar = tqdm(total=s.steps, initial=start, desc=f"{name} seed {seed}", disable=not progress,
+               leave=False, dynamic_ncols=True)
+    tick, tick_step = time.perf_counter(), start
+    val = best_val[main_set]
+    for step in range(start + 1, s.steps + 1):
+      state, metrics = step_fn(state, tasks, features)
+      values = {k: float(v) for k, v in metrics.items()}
+      bad = [k for k in ("loss", "grad_norm") if not np.isfinite(values[k])]
+      if bad:
+        saved = manager.latest_step() if manager is not None else None
+        where = f"; the last good checkpoint (step {saved}) is in {ckpt_dir}" if saved is not None else ""
+        raise NonFiniteError(f"{name} seed {seed}: {bad[0]} is {values[bad[0]]} at step {step}{where}. {hint}")
+      if step % s.log_every == 0 or step == s.steps:
+        now = time.perf_counter()
+        rate = (step - tick_step) * s.tasks_per_batch / max(now - tick, 1e-9)
+        tick, tick_step = now, step
+        write(method=name, seed=seed, step=step, tasks_per_s=rate, **values)
+      if step % s.eval_every == 0 or step == s.steps:
+        val = evaluate_now(step)
+      bar.update(1)
+      bar.set_postfix(loss=f"{values['loss']:.3f}", **{selection_key: f"{val:.4f}"}, refresh=False)
+      if step % s.checkpoint_every == 0 or step == s.steps:
+        save(step)
+      if on_step is not None:
+        on_step(name, seed, step)
+    bar.close()
+  finally:
+    if end is not None and start < s.steps:
+      end(name, seed)  # the last console line; the events on disk
   if manager is not None:
     manager.close()
   return Selection(dict(best), dict(best_val), dict(best_step), state)
