@@ -63,19 +63,23 @@ class Reporter:
 
 
 def check_scale(rating: np.ndarray, scale: tuple[float, float], source: str, describe: Describe,
-                reporter: Reporter) -> np.ndarray:
-  """Boolean mask of ratings inside ``scale`` (NaN is outside); reports the rest."""
+                reporter: Reporter, noun: str = "rating") -> np.ndarray:
+  """Boolean mask of ratings inside ``scale`` (NaN is outside); reports the rest.
+
+  ``noun`` names the values in the report (``play count``); an infinite upper
+  end reports the values "below" the lower one.
+  """
   lo, hi = scale
   ok = (rating >= lo) & (rating <= hi)
   bad = np.flatnonzero(~ok)
   if len(bad):
-    reporter.bad_rows(f"{source}: {len(bad)} rating(s) outside the scale {lo:g}..{hi:g} "
-                      f"(e.g. {examples(describe, bad)})")
+    where = f"below {lo:g}" if np.isinf(hi) else f"outside the scale {lo:g}..{hi:g}"
+    reporter.bad_rows(f"{source}: {len(bad)} {noun}(s) {where} (e.g. {examples(describe, bad)})")
   return ok
 
 
 def check_known(rows: np.ndarray, what: str, table: str, source: str, describe: Describe,
-                reporter: Reporter) -> np.ndarray:
+                reporter: Reporter, noun: str = "rating") -> np.ndarray:
   """Boolean mask of ids found in their feature table (``rows >= 0``); reports the rest.
 
   Args:
@@ -85,11 +89,12 @@ def check_known(rows: np.ndarray, what: str, table: str, source: str, describe: 
     source: the ratings file.
     describe: row index -> text.
     reporter: where to report.
+    noun: what a row is, in the report (``rating``, ``play count``).
   """
   ok = rows >= 0
   bad = np.flatnonzero(~ok)
   if len(bad):
-    reporter.bad_rows(f"{source}: {len(bad)} rating(s) name {what} ids that {table} lacks "
+    reporter.bad_rows(f"{source}: {len(bad)} {noun}(s) name {what} ids that {table} lacks "
                       f"(e.g. {examples(describe, bad)})")
   return ok
 
@@ -159,7 +164,8 @@ def resolve_duplicates(user: np.ndarray, item: np.ndarray, rating: np.ndarray,
 def clean_ratings(user_rows: np.ndarray, item_rows: np.ndarray, rating: np.ndarray,
                   timestamp: np.ndarray | None, *, scale: tuple[float, float] | None, source: str,
                   user_table: str, item_table: str, describe: Describe, reporter: Reporter,
-                  duplicates: str = "last") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+                  duplicates: str = "last", noun: str = "rating",
+                  item_noun: str = "item") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
   """Runs every rating check and returns the clean columns.
 
   Args:
@@ -174,14 +180,16 @@ def clean_ratings(user_rows: np.ndarray, item_rows: np.ndarray, rating: np.ndarr
     describe: row index (in the input) -> text.
     reporter: where to report.
     duplicates: the rule for repeated (user, item) pairs.
+    noun: what a row is, in reports (``rating``; Last.fm: ``play count``).
+    item_noun: what an item is, in reports (``item``; Last.fm: ``artist``).
 
   Returns:
     ``(user, item, rating, timestamp)`` after the checks.
   """
-  ok = check_known(user_rows, "user", user_table, source, describe, reporter)
-  ok &= check_known(item_rows, "item", item_table, source, describe, reporter)
+  ok = check_known(user_rows, "user", user_table, source, describe, reporter, noun)
+  ok &= check_known(item_rows, item_noun, item_table, source, describe, reporter, noun)
   if scale is not None:
-    ok &= check_scale(rating, scale, source, describe, reporter)
+    ok &= check_scale(rating, scale, source, describe, reporter, noun)
   keep = np.flatnonzero(ok)
   ts = None if timestamp is None else timestamp[keep]
   rows, r = resolve_duplicates(user_rows[keep], item_rows[keep], rating[keep].astype(np.float32), ts,

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 
 from metarec_jax.data.interactions import Interactions
-from metarec_jax.data.parsing import MissingDataFile
+from metarec_jax.data.parsing import MissingDataFile, check_folder
 
 FORMATS = ("auto", "melu", "movielens", "recbole", "lastfm")
 DEFAULT_PROTOCOL = {"melu": "melu_states", "movielens": "temporal", "recbole": "random_users",
@@ -27,9 +27,11 @@ def detect_format(path: str | pathlib.Path) -> str:
 
   Raises:
     MissingDataFile: the folder holds none of the known layouts.
+    DataError: ``path`` is a file, not a folder.
   """
   from metarec_jax.data import melu, movielens
   p = pathlib.Path(path)
+  check_folder(p)
   if not p.is_dir():
     raise MissingDataFile(f"data directory {p} does not exist")
   if melu.is_melu_dir(p):

@@ -25,7 +25,9 @@ import numpy as np
 
 from metarec_jax.data.checks import Reporter, clean_ratings
 from metarec_jax.data.interactions import Dataset, FeatureTable, FieldSpec, Interactions
-from metarec_jax.data.parsing import check_unique_ids, lookup, read_table, require
+from metarec_jax.data.parsing import check_unique_ids, lookup, read_table, require, require_rows
+
+SOURCE = "https://grouplens.org/datasets/hetrec-2011/ (hetrec2011-lastfm-2k.zip)"
 
 
 def load_lastfm(path: str | pathlib.Path, *, bad_rows: str = "error", duplicates: str = "last") -> Dataset:
@@ -47,21 +49,25 @@ def load_lastfm(path: str | pathlib.Path, *, bad_rows: str = "error", duplicates
   """
   d = pathlib.Path(path)
   reporter = Reporter(bad_rows)
-  artists = read_table(require(d, "artists.dat"), "\t", ("id", "name", "url", "picture"), header=True)
+  get = lambda name: require(d, name, source=SOURCE)
+  artists = require_rows(read_table(get("artists.dat"), "\t", ("id", "name", "url", "picture"), header=True),
+                         "artists")
   item_raw = artists.ints("id")
   check_unique_ids(item_raw, artists, "id")
-  plays = read_table(require(d, "user_artists.dat"), "\t", ("user_id", "artist_id", "weight"), header=True)
-  friends = read_table(require(d, "user_friends.dat"), "\t", ("user_id", "friend_id"), header=True)
-  raw_u, raw_i, weight = plays.ints("user_id"), plays.ints("artist_id"), plays.floats("weight")
+  plays = require_rows(read_table(get("user_artists.dat"), "\t", ("user_id", "artist_id", "weight"), header=True),
+                       "play counts")
+  friends = read_table(get("user_friends.dat"), "\t", ("user_id", "friend_id"), header=True)
+  # Play counts are whole numbers: a fraction is a sign of another file (or column) than HetRec's.
+  raw_u, raw_i, weight = plays.ints("user_id"), plays.ints("artist_id"), plays.ints("weight").astype(np.float64)
   f_user, f_friend = friends.ints("user_id"), friends.ints("friend_id")
   user_raw = np.unique(np.concatenate([raw_u, f_user, f_friend]))
   describe = lambda rows: [f"line {plays.lines[r]}: user {raw_u[r]} artist {raw_i[r]} plays {weight[r]:g}"
                            for r in rows]
   top = float(weight.max()) if len(weight) else 1.0
   u, i, w, _ = clean_ratings(lookup(user_raw, raw_u), lookup(item_raw, raw_i), weight, None,
-                             scale=(1.0, max(top, 1.0)), source="user_artists.dat", user_table="user ids",
+                             scale=(1.0, np.inf), source="user_artists.dat", user_table="user ids",
                              item_table="artists.dat", describe=describe, reporter=reporter,
-                             duplicates=duplicates)
+                             duplicates=duplicates, noun="play count", item_noun="artist")
   n_users = len(user_raw)
   fu, ff = lookup(user_raw, f_user), lookup(user_raw, f_friend)
   pairs = np.unique(fu.astype(np.int64) * n_users + ff)

@@ -44,7 +44,8 @@ import numpy as np
 
 from metarec_jax.data.checks import Reporter, clean_ratings
 from metarec_jax.data.interactions import Dataset, FeatureTable, Interactions
-from metarec_jax.data.parsing import DataError, check_unique_ids, lookup, read_table, read_text, require
+from metarec_jax.data.parsing import (DataError, check_unique_ids, lookup, read_table, read_text, require,
+                                      require_rows)
 from metarec_jax.data.vocab import Encoded, categorical, multi_hot
 
 DOWNLOAD = "melu-ml1m"
@@ -75,9 +76,12 @@ def read_vocab(path: pathlib.Path) -> tuple[str, ...]:
   """One entry a line, stripped; empty lines are skipped (MeLU's ``load_list``).
 
   Raises:
-    DataError: an entry is repeated (names both lines).
+    DataError: the file has no entries, or an entry is repeated (names both lines).
   """
   entries = [e.strip() for e in read_text(path, "utf-8").split("\n")]
+  if not any(entries):
+    raise DataError(f"{path}: empty vocabulary: the file has no entries (one value a line); fetch it again with: "
+                    f"metarec data download {DOWNLOAD} --to {path.parent}")
   seen: dict[str, int] = {}
   for line, e in enumerate(entries, 1):  # one pass over a vocabulary file, not over ratings
     if e and e in seen:
@@ -112,9 +116,7 @@ def read_users(directory: pathlib.Path, reporter: Reporter) -> tuple[np.ndarray,
     ``(raw user ids, encoded fields)``.
   """
   path = require(directory, "users.dat", DOWNLOAD)
-  table = read_table(path, "::", USER_COLUMNS, encoding="latin-1")
-  if not len(table):
-    raise DataError(f"{path}: no users")
+  table = require_rows(read_table(path, "::", USER_COLUMNS, encoding="latin-1"), "users")
   raw_ids = table.ints("user_id")
   check_unique_ids(raw_ids, table, "user_id")
   zips = table.strings("zip").astype("<U5")  # MeLU keeps the first 5 characters
@@ -138,9 +140,7 @@ def read_items(directory: pathlib.Path,
     ``(raw movie ids, encoded fields, int32 release year per movie (0 = unknown))``.
   """
   path = require(directory, "movies_extrainfos.dat", DOWNLOAD)
-  table = read_table(path, "::", ITEM_COLUMNS, encoding="utf-8")
-  if not len(table):
-    raise DataError(f"{path}: no movies")
+  table = require_rows(read_table(path, "::", ITEM_COLUMNS, encoding="utf-8"), "movies")
   raw_ids = table.ints("movie_id")
   check_unique_ids(raw_ids, table, "movie_id")
   vocab = {k: read_vocab(require(directory, f"m_{k}.txt", DOWNLOAD))
@@ -163,22 +163,35 @@ def read_items(directory: pathlib.Path,
 
 
 def _load_json(path: pathlib.Path):
+  text = read_text(path, "utf-8")
+  if not text.strip():
+    raise DataError(f"{path}: empty file (expected a JSON object {{\"user_id\": [...]}}); fetch it again with: "
+                    f"metarec data download {DOWNLOAD} --to {path.parent}")
   try:
-    return json.loads(read_text(path, "utf-8"))
+    return json.loads(text)
   except json.JSONDecodeError as e:
     raise DataError(f"{path}, line {e.lineno}, column {e.colno}: not valid JSON ({e.msg})") from None
 
 
-def read_state(directory: pathlib.Path, stem: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_state(directory: pathlib.Path, stem: str,
+               reporter: Reporter | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Reads one state file pair (``STEM.json``, ``STEM_y.json``), flattened.
+
+  Args:
+    directory: the release folder.
+    stem: the state file's name without ``.json``.
+    reporter: where users with empty lists are reported (`checks.Reporter`:
+      an error, or with ``data.bad_rows=drop`` a note); default: an error.
 
   Returns:
     ``(user ids, movie ids, ratings)`` in file order (int64, int64, float64).
 
   Raises:
-    DataError: the files disagree (users, lengths) or hold non-numbers;
-      the message names the file, the user and the field.
+    DataError: the files disagree (users, lengths), hold non-numbers, list
+      no users or a user with empty lists; the message names the file, the
+      user and the field.
   """
+  reporter = reporter or Reporter("error")
   x_path = require(directory, f"{stem}.json", DOWNLOAD)
   y_path = require(directory, f"{stem}_y.json", DOWNLOAD)
   x, y = _load_json(x_path), _load_json(y_path)
@@ -187,6 +200,9 @@ def read_state(directory: pathlib.Path, stem: str) -> tuple[np.ndarray, np.ndarr
       raise DataError(f"{path}: expected a JSON object {{\"user_id\": [{what}, ...]}}, "
                       f"got {type(obj).__name__}")
   keys = list(x)
+  if not keys:
+    raise DataError(f"{x_path}: no users (the object is empty); every MeLU state file lists users; fetch it "
+                    f"again with: metarec data download {DOWNLOAD} --to {directory}")
   missing = [k for k in keys if k not in y]
   extra = [k for k in y if k not in x]
   if missing or extra:
@@ -202,7 +218,13 @@ def read_state(directory: pathlib.Path, stem: str) -> tuple[np.ndarray, np.ndarr
   if (len_x != len_y).any():
     i = int(np.flatnonzero(len_x != len_y)[0])
     raise DataError(f"{y_path}: user '{keys[i]}' has {len_y[i]} ratings but {x_path.name} lists "
-                    f"{len_x[i]} movies")
+                    f"{len_x[i]} movies ({int((len_x != len_y).sum())} user(s) differ); the two files must "
+                    "list one rating per movie, in the same order")
+  empty = np.flatnonzero(len_x == 0)
+  if len(empty):
+    shown = ", ".join(f"'{keys[i]}'" for i in empty[:3])
+    reporter.bad_rows(f"{x_path}: user '{keys[empty[0]]}' has no movies (and no ratings in {y_path.name}); "
+                      f"{len(empty)} user(s) with empty lists (e.g. {shown})")
   users = _numbers(keys, np.int64, x_path, lambda i: f"user id {keys[i]!r}", "user_id")
   flat_x = list(itertools.chain.from_iterable(x.values()))
   flat_y = list(itertools.chain.from_iterable(y[k] for k in keys))
@@ -257,7 +279,7 @@ def load_melu(path: str | pathlib.Path, *, bad_rows: str = "error", duplicates: 
   item_raw, item_fields, item_year = read_items(directory, reporter)
   scenarios = {}
   for scenario, stem in STATE_FILES.items():
-    raw_u, raw_i, rating = read_state(directory, stem)
+    raw_u, raw_i, rating = read_state(directory, stem, reporter)
     source = f"{stem}.json"
     describe = lambda rows, raw_u=raw_u, raw_i=raw_i, rating=rating: [
         f"user {raw_u[r]} movie {raw_i[r]} rating {rating[r]:g}" for r in rows]

@@ -57,8 +57,8 @@ import numpy as np
 
 from metarec_jax.data.checks import Reporter, clean_ratings
 from metarec_jax.data.interactions import Dataset, FeatureTable, Interactions
-from metarec_jax.data.parsing import (DataError, MissingDataFile, Table, check_unique_ids, lookup,
-                                      read_numeric_csv, read_table, read_text, require)
+from metarec_jax.data.parsing import (DataError, MissingDataFile, Table, check_folder, check_unique_ids, lookup,
+                                      read_numeric_csv, read_table, read_text, require, require_rows)
 from metarec_jax.data.vocab import Encoded, categorical, constant_field, flags_to_multi, multi_hot
 
 RATING_SCALE = (1.0, 5.0)
@@ -155,11 +155,13 @@ def load_ml100k(path: str | pathlib.Path, *, bad_rows: str = "error", duplicates
   reporter = Reporter(bad_rows)
   get = lambda name: require(d, name, "ml-100k")
   occupations = tuple(o.strip() for o in read_text(get("u.occupation"), "latin-1").split("\n") if o.strip())
-  genres = read_table(get("u.genre"), "|", ("name", "index"), encoding="latin-1")
+  if not occupations:
+    raise DataError(f"{d / 'u.occupation'}: no occupations: the file has no entries; is it complete?")
+  genres = require_rows(read_table(get("u.genre"), "|", ("name", "index"), encoding="latin-1"), "genres")
   genre_index = genres.ints("index")
   genre_names = genres.strings("name")[np.argsort(genre_index)]
-  users = read_table(get("u.user"), "|", ("user_id", "age", "gender", "occupation", "zip"),
-                     encoding="latin-1")
+  users = require_rows(read_table(get("u.user"), "|", ("user_id", "age", "gender", "occupation", "zip"),
+                                  encoding="latin-1"), "users")
   user_raw = users.ints("user_id")
   check_unique_ids(user_raw, users, "user_id")
   user_fields = [
@@ -170,8 +172,13 @@ def load_ml100k(path: str | pathlib.Path, *, bad_rows: str = "error", duplicates
   ]
   _note_unknown(user_fields[2], "u.user", reporter)
   flag_names = tuple(f"genre_{i}" for i in range(len(genre_names)))
-  items = read_table(get("u.item"), "|", ("item_id", "title", "release_date", "video_release_date",
-                                            "url") + flag_names, encoding="latin-1")
+  try:
+    items = read_table(get("u.item"), "|", ("item_id", "title", "release_date", "video_release_date",
+                                              "url") + flag_names, encoding="latin-1")
+  except DataError as e:
+    raise DataError(f"{e} (u.genre lists {len(genre_names)} genres, so every line of u.item has 5 fields and "
+                    f"one 0/1 flag per genre)") from None
+  require_rows(items, "items")
   item_raw = items.ints("item_id")
   check_unique_ids(item_raw, items, "item_id")
   flags = np.stack([items.ints(f) for f in flag_names], axis=1) if len(items) else np.zeros((0, 0))
@@ -179,8 +186,8 @@ def load_ml100k(path: str | pathlib.Path, *, bad_rows: str = "error", duplicates
   item_year = release_year(items.strings("release_date"), "-")
   item_fields = [flags_to_multi("genre", flags[:, known], tuple(genre_names[known])),
                  _year_field(item_year)]
-  data = read_table(get("u.data"), "\t", ("user_id", "item_id", "rating", "timestamp"),
-                    encoding="latin-1")
+  data = require_rows(read_table(get("u.data"), "\t", ("user_id", "item_id", "rating", "timestamp"),
+                                 encoding="latin-1"), "ratings")
   inter = _ratings(data, user_raw, item_raw, "u.user", "u.item", reporter, duplicates)
   return _dataset("ml-100k", d, inter, user_raw, user_fields, item_raw, item_fields, item_year,
                   reporter)
@@ -201,8 +208,8 @@ def load_ml1m(path: str | pathlib.Path, *, bad_rows: str = "error", duplicates: 
   d = pathlib.Path(path)
   reporter = Reporter(bad_rows)
   get = lambda name: require(d, name, "ml-1m")
-  users = read_table(get("users.dat"), "::", ("user_id", "gender", "age", "occupation", "zip"),
-                     encoding="latin-1")
+  users = require_rows(read_table(get("users.dat"), "::", ("user_id", "gender", "age", "occupation", "zip"),
+                                  encoding="latin-1"), "users")
   user_raw = users.ints("user_id")
   check_unique_ids(user_raw, users, "user_id")
   user_fields = [
@@ -213,14 +220,15 @@ def load_ml1m(path: str | pathlib.Path, *, bad_rows: str = "error", duplicates: 
   ]
   for f in user_fields[1:3]:
     _note_unknown(f, "users.dat", reporter)
-  movies = read_table(get("movies.dat"), "::", ("item_id", "title", "genres"), encoding="latin-1")
+  movies = require_rows(read_table(get("movies.dat"), "::", ("item_id", "title", "genres"), encoding="latin-1"),
+                        "movies")
   item_raw = movies.ints("item_id")
   check_unique_ids(item_raw, movies, "item_id")
   item_year = release_year(movies.strings("title"), "(")
   item_fields = [multi_hot("genre", movies.strings("genres").tolist(), "|", None),
                  _year_field(item_year)]
-  ratings = read_table(get("ratings.dat"), "::", ("user_id", "item_id", "rating", "timestamp"),
-                       encoding="latin-1")
+  ratings = require_rows(read_table(get("ratings.dat"), "::", ("user_id", "item_id", "rating", "timestamp"),
+                                    encoding="latin-1"), "ratings")
   inter = _ratings(ratings, user_raw, item_raw, "users.dat", "movies.dat", reporter, duplicates)
   return _dataset("ml-1m", d, inter, user_raw, user_fields, item_raw, item_fields, item_year,
                   reporter)
@@ -264,6 +272,9 @@ def _read_movies_csv(path: pathlib.Path) -> tuple[np.ndarray, list[str], np.ndar
       raise DataError(f"{path}, line {n}, field 'movieId': {row[0]!r} is not an integer") from None
     titles.append(row[1])
     genres.append("" if row[2].strip() == NO_GENRES else row[2])
+  if not ids:
+    raise DataError(f"{path}: no movies: the file has no data lines; is it complete? (without movies.csv the "
+                    "movies are the ids that ratings.csv rates)")
   return np.asarray(ids, np.int64), genres, np.asarray(titles, dtype=str)
 
 
@@ -313,9 +324,13 @@ def load_ml_csv(path: str | pathlib.Path, *, bad_rows: str = "error", duplicates
   ratings = read_numeric_csv(require(d, "ratings.csv"), CSV_HEADER, integers=("userId", "movieId", "timestamp"),
                              dtypes={"rating": np.float32})
   cols = ratings.columns
+  if not len(cols["userId"]):
+    raise DataError(f"{ratings.path}: no ratings: the file has no data lines; is it complete?")
   raw_u, raw_i, rating, ts = cols["userId"], cols["movieId"], cols["rating"], cols["timestamp"]
   user_raw, user_rows = dense_rows(raw_u)
   movies = d / "movies.csv"
+  if movies.is_dir():
+    raise DataError(f"{movies} is a folder, not a file")
   if movies.is_file():
     item_raw, genres, titles = _read_movies_csv(movies)
     order = np.argsort(item_raw, kind="stable")
@@ -427,6 +442,7 @@ def load_movielens(path: str | pathlib.Path, **options) -> Dataset:
   Raises:
     MissingDataFile: none of ``u.data``, ``ratings.dat``, ``ratings.csv`` is there.
   """
+  check_folder(path)
   kind = variant(path)
   if kind == "ml-100k":
     return load_ml100k(path, **options)

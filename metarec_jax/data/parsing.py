@@ -37,28 +37,74 @@ class DataWarning(UserWarning):
   """A data problem that was resolved by a documented rule (duplicates, dropped rows)."""
 
 
-def require(directory: str | pathlib.Path, name: str, download: str | None = None) -> pathlib.Path:
+def require(directory: str | pathlib.Path, name: str, download: str | None = None,
+            source: str | None = None) -> pathlib.Path:
   """Returns ``directory / name``, or raises naming the file and how to fetch it.
 
   Args:
     directory: the data directory.
     name: the file name.
     download: the name ``metarec data download`` knows this data set by, if any.
+    source: where to get the file otherwise (e.g. a web page), if known.
 
   Raises:
-    MissingDataFile: the file does not exist.
+    MissingDataFile: the file or the directory does not exist.
+    DataError: the directory is a file, or the file is a folder.
   """
   directory = pathlib.Path(directory)
+  check_folder(directory)
   path = directory / name
+  if path.is_dir():
+    raise DataError(f"{path} is a folder, not a file: the data folder must hold the file {name} itself")
   if not path.is_file():
     if not directory.is_dir():
       where = f"data directory {directory} does not exist"
     else:
       where = f"{path} not found"
     hint = (f"; fetch it with: metarec data download {download} --to {directory}" if download
-            else "")
+            else f"; get it from {source}" if source else "")
     raise MissingDataFile(f"{where} (needed: {name}){hint}")
   return path
+
+
+def check_folder(directory: str | pathlib.Path) -> None:
+  """Raises if ``directory`` is a file (a data set is a folder of files).
+
+  Raises:
+    DataError: ``directory`` is a file (the message says to give its folder).
+  """
+  directory = pathlib.Path(directory)
+  if directory.is_file():
+    raise DataError(f"{directory} is a file, not a folder: give the folder that holds the data set's files "
+                    f"(here {directory.parent})")
+
+
+def read_bytes(path: pathlib.Path) -> bytes:
+  """The bytes of a file; an unreadable file or a folder becomes a one-line `DataError`.
+
+  Raises:
+    MissingDataFile: the file does not exist.
+    DataError: the path is a folder, or the file cannot be read (permissions, I/O error).
+  """
+  try:
+    return path.read_bytes()
+  except IsADirectoryError:
+    raise DataError(f"{path} is a folder, not a file") from None
+  except FileNotFoundError:
+    raise MissingDataFile(f"{path} not found") from None
+  except OSError as e:
+    raise DataError(f"{path}: cannot read the file ({e.strerror or e}); check its permissions") from None
+
+
+def require_rows(table: "Table", what: str) -> "Table":
+  """Returns ``table``, or raises when it has no data lines.
+
+  Raises:
+    DataError: the file holds no rows (names the file and what it should hold).
+  """
+  if not len(table):
+    raise DataError(f"{table.path}: no {what}: the file has no data lines; is it complete?")
+  return table
 
 
 def read_text(path: pathlib.Path, encoding: str) -> str:
@@ -67,7 +113,7 @@ def read_text(path: pathlib.Path, encoding: str) -> str:
   Raises:
     DataError: the bytes are not valid in ``encoding`` (names the line).
   """
-  raw = path.read_bytes()
+  raw = read_bytes(path)
   if b"\r" in raw:
     raw = raw.replace(b"\r\n", b"\n")
   try:
@@ -197,8 +243,10 @@ def read_table(path: str | pathlib.Path, sep: str, names: Sequence[str] | None =
     got = int(fields[i])
     what = (f"field '{names[got]}' is missing" if got < k
             else f"{got - k} extra field(s) after '{names[-1]}'")
+    line = b[starts[i]:ends[i]].tobytes().decode("utf-8").replace(_US, sep)
     raise DataError(f"{path}, line {int(line_no[i])}: expected {k} fields separated by {sep!r}, "
-                    f"found {got}: {what} ({int(bad.sum())} such line(s) in the file)")
+                    f"found {got}: {what} ({int(bad.sum())} such line(s) in the file)"
+                    f"{separator_hint(line, sep, k)}")
   lines = text.split("\n")
   if blank.any():
     lines = list(filter(None, lines))
@@ -206,6 +254,20 @@ def read_table(path: str | pathlib.Path, sep: str, names: Sequence[str] | None =
   tokens = _US.join(lines).split(_US)
   columns = {n: tokens[j::k] for j, n in enumerate(names)}
   return Table(path, names, columns, line_no)
+
+
+SEPARATORS = ("\t", "::", "|", ",", ";", ":", " ")
+
+
+def separator_hint(line: str, sep: str, k: int) -> str:
+  """``"; the line looks separated by ','..."`` when ``line`` lacks ``sep`` and another common separator
+  splits it into ``k`` fields; else ``""``."""
+  if k < 2 or sep in line:
+    return ""
+  for other in SEPARATORS:
+    if other != sep and line.count(other) == k - 1:
+      return f"; the line looks separated by {other!r}: this file must use {sep!r}"
+  return ""
 
 
 def split_lists(values: Sequence[str], delim: str) -> tuple[list[str], np.ndarray]:
@@ -350,11 +412,19 @@ def read_numeric_csv(path: str | pathlib.Path, names: Sequence[str], *, integers
 
 def _blocks(path: pathlib.Path, header: bool, chunk_bytes: int, sep: str, names: tuple[str, ...]):
   """Yields the file's data in blocks of whole lines (each ending in a newline), after checking the header."""
-  with open(path, "rb") as f:
+  try:
+    f = open(path, "rb")
+  except OSError as e:
+    raise DataError(f"{path}: cannot read the file ({e.strerror or e}); check its permissions") from None
+  with f:
     if header:
       head = f.readline().decode("utf-8", "replace").strip().lstrip("\ufeff")
+      if not head:
+        raise DataError(f"{path}, line 1: no header: the file is empty or starts with a blank line "
+                        f"(expected {sep.join(names)!r})")
       if tuple(h.strip() for h in head.split(sep)) != names:
-        raise DataError(f"{path}, line 1: header {head!r}, expected {sep.join(names)!r}")
+        raise DataError(f"{path}, line 1: header {head!r}, expected {sep.join(names)!r}"
+                        f"{separator_hint(head, sep, len(names))}")
     tail = b""
     while True:
       block = f.read(chunk_bytes)

@@ -28,7 +28,7 @@ import numpy as np
 
 from metarec_jax.data.checks import Reporter, clean_ratings
 from metarec_jax.data.interactions import Dataset, FeatureTable, Interactions
-from metarec_jax.data.parsing import (DataError, MissingDataFile, Table, check_unique_ids, lookup,
+from metarec_jax.data.parsing import (DataError, MissingDataFile, Table, check_folder, check_unique_ids, lookup,
                                       read_table, split_lists)
 from metarec_jax.data.vocab import Encoded, categorical, constant_field, dense, multi_hot
 
@@ -45,10 +45,14 @@ def find_name(path: str | pathlib.Path) -> str:
     DataError: several ``.inter`` files.
   """
   p = pathlib.Path(path)
+  check_folder(p)
   if not p.is_dir():
     raise MissingDataFile(f"data directory {p} does not exist (expected RecBole atomic files "
                           "NAME.inter, NAME.user, NAME.item)")
   found = sorted(p.glob("*.inter"))
+  folders = [f for f in found if not f.is_file()]
+  if folders:
+    raise DataError(f"{folders[0]} is a folder, not a file: RecBole's NAME.inter is a tab-separated file")
   if not found:
     raise MissingDataFile(f"no RecBole .inter file in {p} (expected NAME.inter, NAME.user, NAME.item)")
   if len(found) > 1:
@@ -63,8 +67,16 @@ def read_atomic(path: pathlib.Path) -> tuple[Table, dict[str, str]]:
   Raises:
     DataError: a header entry lacks a known type (names line 1 and the field).
   """
-  with open(path, "rb") as f:
-    head = f.readline().decode("utf-8-sig", errors="replace").rstrip("\r\n")
+  if path.is_dir():
+    raise DataError(f"{path} is a folder, not a file")
+  try:
+    with open(path, "rb") as f:
+      head = f.readline().decode("utf-8-sig", errors="replace").rstrip("\r\n")
+  except OSError as e:
+    raise DataError(f"{path}: cannot read the file ({e.strerror or e}); check its permissions") from None
+  if not head.strip():
+    raise DataError(f"{path}, line 1: no header: the file is empty or starts with a blank line (expected a "
+                    "tab-separated header of NAME:TYPE fields, e.g. user_id:token)")
   if "\t" not in head:
     for sep, sep_name in ((",", "commas"), (";", "semicolons"), ("|", "bars")):
       if head.count(sep) and head.count(":") > 1:
@@ -138,6 +150,8 @@ def _side(directory: pathlib.Path, name: str, suffix: str, id_name: str, inter_i
           fields: Sequence[str], reporter: Reporter) -> tuple[np.ndarray, list[Encoded], Table | None]:
   """Row keys and encoded features of one side (users or items)."""
   path = directory / f"{name}.{suffix}"
+  if path.is_dir():
+    raise DataError(f"{path} is a folder, not a file")
   if not path.is_file():
     keys = np.unique(inter_ids)
     reporter.note(f"{path.name} not found: {id_name.split('_')[0]}s have no features")
@@ -145,6 +159,9 @@ def _side(directory: pathlib.Path, name: str, suffix: str, id_name: str, inter_i
   table, types = read_atomic(path)
   if id_name not in types:
     raise DataError(f"{path}, line 1: no {id_name} field (the header has {list(types)})")
+  if not len(table):
+    raise DataError(f"{path}: no {id_name.split('_')[0]}s: the file has a header but no data lines; is it complete? "
+                    f"(or remove it: without {path.name} the {id_name.split('_')[0]}s have no features)")
   keys = table.strings(id_name)
   check_unique_ids(keys, table, id_name)
   return keys, encode_fields(table, types, id_name, fields), table
@@ -170,6 +187,8 @@ def load_recbole(path: str | pathlib.Path, *, bad_rows: str = "error", duplicate
   name = find_name(directory)
   reporter = Reporter(bad_rows)
   inter_table, types = read_atomic(directory / f"{name}.inter")
+  if not len(inter_table):
+    raise DataError(f"{inter_table.path}: no ratings: the file has a header but no data lines; is it complete?")
   for needed in (USER_ID, ITEM_ID, RATING):
     if needed not in types:
       raise DataError(f"{inter_table.path}, line 1: no {needed} field (the header has {list(types)}); "

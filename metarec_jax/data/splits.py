@@ -440,6 +440,23 @@ def split_cold_items_ranking(data: Dataset, seed: int, *, valid_share: float = 0
   )
 
 
+class UnknownProtocol(KeyError, ValueError):
+  """An unknown ``data.protocol``.
+
+  A `KeyError` (an unknown name, as before) and a `ValueError` (a bad config
+  value: the command line prints it as one line); ``str`` is the message
+  itself, without `KeyError`'s quotes.
+  """
+
+  def __init__(self, protocol: str):
+    from metarec_jax.suggest import did_you_mean
+    super().__init__(f"data.protocol: unknown protocol {protocol!r} (known: {', '.join(sorted(PROTOCOLS))})"
+                     f"{did_you_mean(protocol, PROTOCOLS)}")
+
+  def __str__(self) -> str:
+    return str(self.args[0])
+
+
 PROTOCOLS = {
     "cold_flags": split_cold_flags,
     "melu_states": split_melu_states,
@@ -463,10 +480,10 @@ def make_split(data: Dataset, protocol: str, seed: int, **kwargs) -> ScenarioSpl
   ``config.data``) updated with ``kwargs``; it ignores options it does not use.
 
   Raises:
-    KeyError: the protocol is unknown (the message lists the known ones).
+    UnknownProtocol: the protocol is unknown (a `KeyError`; the message lists the known ones).
   """
   if protocol not in PROTOCOLS:
-    raise KeyError(f"unknown protocol {protocol!r}; known: {sorted(PROTOCOLS)}")
+    raise UnknownProtocol(protocol)
   options = {**getattr(data, "split_options", {}), **kwargs}
   return PROTOCOLS[protocol](data, seed, **options)
 
@@ -478,7 +495,7 @@ def scenario_pools(data: Dataset, protocol: str, **kwargs) -> dict[str, Interact
   users are themselves the hold-out).
   """
   if protocol not in PROTOCOLS:
-    raise KeyError(f"unknown protocol {protocol!r}; known: {sorted(PROTOCOLS)}")
+    raise UnknownProtocol(protocol)
   if protocol not in POOLS:
     return None
   return POOLS[protocol](data, **{**getattr(data, "split_options", {}), **kwargs})

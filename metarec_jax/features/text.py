@@ -110,7 +110,7 @@ def load_text_features(path: str | pathlib.Path, data: Dataset) -> np.ndarray:
   if not path.is_file():
     raise FileNotFoundError(f"text features {path} do not exist; make them with "
                             f"`metarec features text DATA_PATH --field plot --out {path}`")
-  vectors = np.load(path)
+  vectors = np.load(path, allow_pickle=False)  # a .npy of numbers: never unpickle a file
   if vectors.ndim != 2 or len(vectors) != data.num_items:
     raise DataError(f"{path}: shape {vectors.shape} does not fit {data.num_items} items of {data.name}")
   meta_path = _meta_path(path)

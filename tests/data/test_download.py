@@ -77,3 +77,44 @@ def test_sources_have_checksums():
     for r in remotes:
       assert r.md5 or r.sha256, name
       assert r.url.startswith("https://")
+
+
+def test_mismatch_names_file_and_both_hashes_and_leaves_nothing(tmp_path, local_sources):
+  to = tmp_path / "out"
+  got = _sha(b"{}")
+  with pytest.raises(dl.DownloadError) as e:
+    dl.download("bad", to, log=None)
+  message = str(e.value)
+  assert "f.json" in message and "0" * 64 in message and got in message and "\n" not in message
+  assert "deleted" in message
+  assert list(to.iterdir()) == []  # neither the file nor its .part
+
+
+def test_member_mismatch_in_a_good_archive(tmp_path, local_sources, monkeypatch):
+  """The archive's MD5 matches but an unpacked member's SHA-256 does not: refused, the member not kept."""
+  archive = local_sources["zipped"][0]
+  wrong = dl.Remote(archive.url, md5=archive.md5, members=(("set/u.data", "f" * 64), ("set/README", "")))
+  monkeypatch.setitem(dl.SOURCES, "badmember", (wrong,))
+  to = tmp_path / "out"
+  with pytest.raises(dl.DownloadError, match=r"set\.zip:set/u\.data: sha256 checksum mismatch \(expected f{64}, "
+                     r"got " + _sha(b"1\t1\t5\t1\n") + r"\)"):
+    dl.download("badmember", to, log=None)
+  assert list(to.iterdir()) == []  # no u.data, no README, no temporary folder
+
+
+def test_a_corrupt_file_in_place_is_fetched_again(tmp_path, local_sources):
+  to = tmp_path / "out"
+  to.mkdir()
+  (to / "f.json").write_text("{corrupt")
+  messages = []
+  dl.download("plain", to, log=messages.append)
+  assert (to / "f.json").read_text() == "{}" and any("fetching" in m for m in messages)
+
+
+def test_mismatch_through_the_cli_is_one_line(tmp_path, local_sources, capsys):
+  to = tmp_path / "out"
+  from metarec_jax.cli import main
+  assert main(["data", "download", "bad", "--to", str(to)]) == 2  # the parser's choices are the patched SOURCES
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "sha256 checksum mismatch" in err and "Traceback" not in err
+  assert list(to.iterdir()) == []
