@@ -21,6 +21,7 @@ from metarec_jax.models import (DotHead, Extractor, FastDense, FeatureModel, MLP
 from metarec_jax.prepared import Prepared, prepare
 from metarec_jax.rundir import RunDir
 from metarec_jax.serving import Recommender, Scorer
+from metarec_jax.sweep import run_sweep
 from metarec_jax.train import NonFiniteError, train_loop, train_population
 from metarec_jax.types import Features, MetaParams, PredictFn, TaskBatch, TaskSet
 

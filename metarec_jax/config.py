@@ -8,7 +8,9 @@ reject unknown keys and parse each value by the type of its default.
 from __future__ import annotations
 
 import json
+import math
 import pathlib
+import re
 from typing import Any, Callable, Iterable
 
 import ml_collections
@@ -202,7 +204,10 @@ def load_experiment(path: str | pathlib.Path) -> ml_collections.ConfigDict:
   if not hasattr(module, "get_config"):
     raise ConfigError(f"experiment file {path} has no get_config() function; define "
                       "get_config() returning metarec_jax.default_config() with your changes")
-  config = module.get_config()
+  try:
+    config = module.get_config()
+  except Exception as e:  # the user's code: one line naming the file and the error
+    raise ConfigError(f"{path}: get_config() raised {type(e).__name__}: {e}") from e
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f"{path}: get_config() must return an ml_collections.ConfigDict, "
                       f"got {type(config).__name__}")
@@ -523,6 +528,57 @@ def _check_history_cap(d: ml_collections.ConfigDict, problems: list[str]) -> Non
                     "fewest ratings a task needs: raise it or lower data.query_size / data.min_support")
 
 
+def _one_of(key: str, value: Any, known: Iterable[str]) -> str | None:
+  """The problem of a value outside ``known`` (with the closest names), or None."""
+  known = list(known)
+  if value in known:
+    return None
+  return f"{key}: unknown value {value!r} (known: {', '.join(known)}){did_you_mean(str(value), known)}"
+
+
+def _check_ranges(config: ml_collections.ConfigDict, problems: list[str]) -> None:
+  """Types are checked when values are set; here the ranges and the named choices."""
+  from metarec_jax.data.checks import BAD_ROW_POLICIES, DUPLICATE_RULES
+  from metarec_jax.data.registry import DATASETS
+  from metarec_jax.data.splits import PROTOCOLS
+  d, o, m = config.data, config.optimizer, config.model
+  if m.embed_dim < 1:
+    problems.append(f"model.embed_dim must be >= 1, got {m.embed_dim}")
+  for key in ("head_hidden", "user_mlp", "item_mlp"):
+    sizes = tuple(m[key])
+    if any(int(s) < 1 for s in sizes):
+      problems.append(f"model.{key}: every layer size must be >= 1, got {sizes}")
+  for key in ("valid_share", "warm_test_share"):
+    if not 0 <= d[key] < 1:
+      problems.append(f"data.{key} must lie in [0, 1), got {d[key]}")
+  if d.valid_share + d.warm_test_share >= 1:
+    problems.append(f"data.valid_share + data.warm_test_share must be below 1, got "
+                    f"{d.valid_share} + {d.warm_test_share}")
+  for key in ("cold_item_share", "new_user_quantile"):
+    if not 0 < d[key] < 1:
+      problems.append(f"data.{key} must lie in (0, 1), got {d[key]}")
+  if not 0 <= config.train.item_cold_share < 1:
+    problems.append(f"train.item_cold_share must lie in [0, 1), got {config.train.item_cold_share}")
+  for key, value, known in (("optimizer.name", o.name, ("adam", "adamw", "sgd")),
+                            ("data.protocol", d.protocol, sorted(PROTOCOLS)),
+                            ("data.name", d.name, sorted(DATASETS)),
+                            ("data.bad_rows", d.bad_rows, BAD_ROW_POLICIES),
+                            ("data.duplicates", d.duplicates, DUPLICATE_RULES)):
+    problem = _one_of(key, value, known)
+    if problem:
+      problems.append(problem)
+  for key, value in (("optimizer.clip_norm", o.clip_norm), ("optimizer.weight_decay", o.weight_decay),
+                     ("meta.tasks_per_chunk", config.meta.tasks_per_chunk), ("data.min_ratings", d.min_ratings),
+                     ("data.max_ratings", d.max_ratings)):
+    if value < 0:
+      problems.append(f"{key} must be >= 0, got {value}")
+  if m.freeze:
+    try:
+      re.compile(m.freeze)
+    except re.error as e:
+      problems.append(f"model.freeze={m.freeze!r} is not a regular expression: {e}")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks everything that can be checked before data is loaded or code compiled.
 
@@ -544,8 +600,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     problems.append(f"data.support_cap must be >= 1, got {d.support_cap}")
   if d.support_size < 0 or d.min_support < 1:
     problems.append("data.support_size must be >= 0 and data.min_support >= 1")
-  if o.lr <= 0:
-    problems.append(f"optimizer.lr must be > 0, got {o.lr}")
+  if not (o.lr > 0 and math.isfinite(o.lr)):
+    problems.append(f"optimizer.lr must be > 0 and finite, got {o.lr}")
+  _check_ranges(config, problems)
   if t.steps < 0 or t.tasks_per_batch < 1 or t.eval_every < 1 or t.checkpoint_every < 1 or t.log_every < 1:
     problems.append("train.steps must be >= 0 and tasks_per_batch, eval_every, checkpoint_every, "
                     "log_every >= 1")
@@ -582,7 +639,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   from metarec_jax.methods.registry import check_methods  # methods build on this module
   check_methods(config, problems)
   if problems:
-    raise ConfigError("invalid config:\n  " + "\n  ".join(dict.fromkeys(problems)))
+    raise ConfigError("invalid config: " + "; ".join(dict.fromkeys(problems)))
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:
@@ -608,11 +665,18 @@ def from_json(text: str) -> ml_collections.ConfigDict:
   return merged
 
 
+# Keys that say where and how often a run logs: they change no number, so any run may set them (no method
+# "ignores" them) and a resumed run may change them.
+LOGGING_KEYS = ("train.log_every", "train.tensorboard", "train.wandb_project")
+
+
 def diff(old: ml_collections.ConfigDict, new: ml_collections.ConfigDict) -> list[str]:
-  """Human-readable differences between two configs (dotted keys)."""
+  """Human-readable differences between two configs (dotted keys), leaving out `LOGGING_KEYS`."""
   a, b = flat_keys(old), flat_keys(new)
   out = []
   for k in sorted(set(a) | set(b)):
+    if k in LOGGING_KEYS:
+      continue
     va, vb = a.get(k, "<absent>"), b.get(k, "<absent>")
     if isinstance(va, ml_collections.ConfigDict):
       va = va.to_dict()

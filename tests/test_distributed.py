@@ -97,9 +97,12 @@ def test_two_processes_train_like_one(tmp_path):
     np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
 
   # process 0 alone wrote the run folder: the same files and log lines as the one-process run, none twice
-  files = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and "checkpoints" not in p.parts)
-  assert files(two) == files(one) == ["config.json", "metrics.jsonl", "params.npz", "parts/maml__seed0.json",
-                                      "results.json", "results.md"]
+  files = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*")
+                           if p.is_file() and not {"checkpoints", "tensorboard"} & set(p.parts))
+  assert files(two) == files(one) == ["config.json", "metrics.jsonl", "params.npz",
+                                      "parts/maml__seed0.json", "results.json", "results.md"]
+  events = lambda d: list((d / "tensorboard" / "maml__seed0").glob("events.out.tfevents.*"))
+  assert len(events(two)) == len(events(one)) == 1  # process 0 alone writes TensorBoard's events
   # the same config; the reference ran in this process, where other test modules may have registered methods
   # with config blocks of their own, so it may hold more blocks (never other keys)
   from metarec_jax.methods.registry import config_blocks

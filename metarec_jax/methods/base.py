@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 Predictions = Callable[[TaskBatch], np.ndarray]  # a test batch -> query predictions [T, Q]
 
 # Keys every method reads: the data, the splits and what is scored.
-RUN_KEYS = ("name", "seed", "num_seeds", "methods", "data.", "eval.")
+RUN_KEYS = ("name", "seed", "num_seeds", "methods", "data.", "eval.", *cfg_lib.LOGGING_KEYS)
 
 
 class NotServable(ValueError):
@@ -158,7 +158,7 @@ class Method:
     if feedback == "implicit":
       problems.append(f"methods: {self.name} predicts ratings; with data.feedback=implicit use popularity, "
                       "pooled, pooled_finetune and the learners")
-    else:
+    elif feedback == "rating":
       problems.append(f"methods: {self.name} is an implicit-feedback {self.noun}; set data.feedback=implicit")
 
   # ------------------------------------------------------------------ fitting

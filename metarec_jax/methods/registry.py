@@ -145,10 +145,10 @@ def check_overrides_used(config: ml_collections.ConfigDict, keys: Iterable[str])
   for key in dict.fromkeys(keys):
     reasons = [m.ignores(key) for m in methods]
     if all(reasons):
-      problems.append(f"--set {key}: no method of this run uses it, so it would change nothing:\n    "
-                      + "\n    ".join(reasons))
+      problems.append(f"--set {key}: no method of this run uses it, so it would change nothing ("
+                      + "; ".join(reasons) + ")")
   if problems:
-    raise cfg_lib.ConfigError("\n  ".join(problems))
+    raise cfg_lib.ConfigError("; ".join(problems))
 
 
 def origins(config: ml_collections.ConfigDict) -> list[dict[str, str]]:

@@ -441,7 +441,7 @@ CASES = [
     Case("config-no-equals", "config: malformed --set", "`--set train.steps`", GOOD_EXPERIMENT,
          _config("train.steps"), r"--set 'train\.steps': expected KEY=VALUE"),
     Case("config-lr", "config: value out of range", "`--set optimizer.lr=-1`", GOOD_EXPERIMENT,
-         _config("optimizer.lr=-1"), r"optimizer\.lr must be > 0, got -1"),
+         _config("optimizer.lr=-1"), r"optimizer\.lr must be > 0 and finite, got -1"),
     Case("config-query-size", "config: value out of range", "`--set data.query_size=0`", GOOD_EXPERIMENT,
          _config("data.query_size=0"), r"data\.query_size must be >= 1, got 0"),
     Case("config-steps", "config: value out of range", "`--set train.steps=-5`", GOOD_EXPERIMENT,
@@ -467,19 +467,19 @@ CASES = [
     Case("config-data-name", "config: value out of range", "`--set data.name=movilens`", GOOD_EXPERIMENT,
          _config("data.name=movilens"), r"data\.name.*'movilens'.*did you mean 'movielens'"),
     Case("config-bad-rows", "config: value out of range", "`--set data.bad_rows=skip`", GOOD_EXPERIMENT,
-         _config("data.bad_rows=skip"), r"data\.bad_rows must be one of"),
+         _config("data.bad_rows=skip"), r"data\.bad_rows: unknown value 'skip' \(known: error, drop\)"),
     Case("config-freeze", "config: value out of range", "`--set model.freeze=(` (not a regular expression)",
          GOOD_EXPERIMENT, _config("model.freeze=("), r"model\.freeze.*regular expression"),
     Case("run-protocol", "config: value out of range", "`metarec run` with `--set data.protocol=temporl`",
          GOOD_EXPERIMENT, ("run", "{path}", "--set", "data.protocol=temporl", "--set", "train.steps=1",
                            "--workdir", "{scratch}/run", "--no-progress"),
-         r"data\.protocol: unknown protocol 'temporl' \(known: .*\); did you mean 'temporal'\?"),
+         r"data\.protocol: unknown value 'temporl' \(known: .*\); did you mean 'temporal'\?"),
     Case("config-unknown-key", "config: unknown key", "`--set optimizer.learning_rate=0.1`", GOOD_EXPERIMENT,
          _config("optimizer.learning_rate=0.1"), r"unknown key 'optimizer\.learning_rate'"),
     Case("config-unknown-key-typo", "config: unknown key", "`--set train.stpes=5`", GOOD_EXPERIMENT,
          _config("train.stpes=5"), r"unknown key 'train\.stpes'; did you mean 'train\.steps'\?"),
     Case("config-unknown-method", "config: unknown method", "`--set methods=mmal`", GOOD_EXPERIMENT,
-         _config("methods=mmal"), r"unknown method 'mmal'.*did you mean 'maml'"),
+         _config("methods=mmal"), r"unknown method 'mmal'; did you mean .*'maml'"),
     Case("config-unused-key", "config: key no method uses", "`--set meta.inner_lr=0.5` with only global_mean",
          GOOD_EXPERIMENT, _config("methods=global_mean", "meta.inner_lr=0.5"),
          r"--set meta\.inner_lr: no method of this run uses it"),
@@ -506,26 +506,6 @@ CASES = [
 ]
 
 
-# Known gaps, waiting on a change outside the readers (config.py; see the report of issue 18): these still
-# fail the one-line rule. Strict: when the change lands they pass, and the mark must go.
-_VALIDATE = pytest.mark.xfail(strict=True, reason="config.validate joins its problems with newlines "
-                              "('invalid config:\\n  ...'): more than one stderr line")
-_UNUSED = pytest.mark.xfail(strict=True, reason="methods.check_overrides_used joins its reasons with newlines")
-_UNCHECKED = pytest.mark.xfail(strict=True, reason="config.validate does not check this key's range: "
-                               "`metarec config` accepts it (exit status 0)")
-_GET_CONFIG = pytest.mark.xfail(strict=True, reason="config.load_experiment calls get_config() unguarded: "
-                                "its exception is a traceback")
-KNOWN_GAPS = {
-    **{c: _VALIDATE for c in ("config-lr", "config-query-size", "config-steps", "config-seeds", "config-share",
-                              "config-feedback", "config-unknown-method")},
-    "config-unused-key": _UNUSED,
-    **{c: _UNCHECKED for c in ("config-lr-nan", "config-embed-dim", "config-hidden", "config-valid-share",
-                               "config-optimizer", "config-protocol", "config-data-name", "config-bad-rows",
-                               "config-freeze")},
-    "experiment-get-config-raises": _GET_CONFIG,
-}
-
-
 def files_of(folder: pathlib.Path) -> dict[str, tuple[int, str]]:
   """Every file under ``folder`` (but Python's bytecode caches) -> (size, sha256)."""
   out = {}
@@ -540,7 +520,7 @@ def argv_of(case: Case, path: pathlib.Path, scratch: pathlib.Path) -> list[str]:
   return [a.replace("{path}", str(path)).replace("{scratch}", str(scratch)) for a in case.argv]
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=KNOWN_GAPS.get(c.id, ())) for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_bad_input_is_one_line(case, tmp_path, capsys):
   folder = tmp_path / "in"
   folder.mkdir()

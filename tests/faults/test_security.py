@@ -33,14 +33,17 @@ OS_SHELL = {"system", "popen", "execl", "execle", "execlp", "execlpe", "execv", 
 SUBPROCESS_ALLOWED = {
     "bench/growth.py": "runs each growth point in a fresh `python -m metarec_jax.bench.growth` process",
     "bench/kills.py": "starts `metarec run` as a child process and kills it (the kill -9 fault benchmark)",
+    "runlog.py": "env.json's dirty flag: `git status --porcelain` with a fixed argument list (the commit itself "
+                 "is read from .git without running anything)",
 }
-# Only files under these folders may appear in SUBPROCESS_ALLOWED.
-SUBPROCESS_FOLDERS = ("bench/",)
+# Only files under these folders (or named here) may appear in SUBPROCESS_ALLOWED.
+SUBPROCESS_FOLDERS = ("bench/", "runlog.py")
 
 # File -> why it may call importlib.import_module (by a module *name*, never a file path).
 IMPORT_MODULE_ALLOWED = {
     "pyfile.py": "reimports the installed modules that define a reopened run's methods, as its run.json names them",
     "models/text.py": "imports optional dependencies by fixed names (safetensors.numpy, tokenizers)",
+    "runlog.py": "imports the optional wandb package by its fixed name, only when train.wandb_project is set",
 }
 # The one file that executes user files (experiment files, student files, a run's method files).
 USER_CODE_LOADER = "pyfile.py"
