@@ -20,6 +20,8 @@ from metarec_jax.models import (DotHead, Extractor, FastDense, FeatureModel, MLP
                                 init_params, make_predict, register_extractor, register_head)
 from metarec_jax.prepared import Prepared, prepare
 from metarec_jax.rundir import RunDir
+from metarec_jax.export import Artifact, RequestError, export_recommender, export_run, load_artifact
+from metarec_jax.server import make_server
 from metarec_jax.serving import Recommender, Scorer
 from metarec_jax.sweep import run_sweep
 from metarec_jax.train import NonFiniteError, train_loop, train_population

@@ -197,25 +197,7 @@ class Recommender:
       FileNotFoundError: not a run folder, or the method has no finished checkpoint.
       ValueError: the method is unknown or a baseline.
     """
-    from metarec_jax.methods import FitContext, resolve_all
-    from metarec_jax.prepared import prepare
-    from metarec_jax.rundir import RunDir
-
-    run = RunDir.open(workdir)
-    config = run.config
-    methods = {m.name: m for m in resolve_all(config)}
-    learned = [name for name, m in methods.items() if m.servable]
-    if method is None:
-      if not learned:
-        raise ValueError(f"{run.path}: the run has no learned method to serve (methods: {list(config.methods)})")
-      method = learned[0]
-    if method not in learned:
-      kind = "is a baseline, not a learned method" if method in methods else "is not a method of this run"
-      raise ValueError(f"{run.path}: {method!r} {kind}; choose one of {learned}")
-    seed = config.seed if seed is None else int(seed)
-    ctx = FitContext(config, prepare(config, seed), seed, run=run, progress=False, restore_only=True,
-                     methods=methods)
-    return ctx.fit(method).recommender(**kwargs)
+    return load_with_context(workdir, method, seed, **kwargs)[0]
 
   # ------------------------------------------------------------------ serving
 
@@ -267,3 +249,33 @@ class Recommender:
     params = self._adapt(self.meta, self.features.item, row, padded_items, padded_ratings, mask,
                          np.float32(self.inner_lr))
     return Scorer(self, params, row, padded_items, padded_ratings, mask)
+
+
+def load_with_context(workdir: str | pathlib.Path, method: str | None = None, seed: int | None = None,
+                      **kwargs) -> tuple[Recommender, Any]:
+  """`Recommender.load`, also returning the seed's `methods.FitContext`.
+
+  The context holds what a recommender does not: the run config
+  (``ctx.config``), the seed and its prepared data (``ctx.prep.data``: the
+  data set's raw item ids and rating scale), which `export.export_run`
+  writes beside the exported function. Arguments and errors as `Recommender.load`.
+  """
+  from metarec_jax.methods import FitContext, resolve_all
+  from metarec_jax.prepared import prepare
+  from metarec_jax.rundir import RunDir
+
+  run = RunDir.open(workdir)
+  config = run.config
+  methods = {m.name: m for m in resolve_all(config)}
+  learned = [name for name, m in methods.items() if m.servable]
+  if method is None:
+    if not learned:
+      raise ValueError(f"{run.path}: the run has no learned method to serve (methods: {list(config.methods)})")
+    method = learned[0]
+  if method not in learned:
+    kind = "is a baseline, not a learned method" if method in methods else "is not a method of this run"
+    raise ValueError(f"{run.path}: {method!r} {kind}; choose one of {learned}")
+  seed = config.seed if seed is None else int(seed)
+  ctx = FitContext(config, prepare(config, seed), seed, run=run, progress=False, restore_only=True,
+                   methods=methods)
+  return ctx.fit(method).recommender(**kwargs), ctx
