@@ -46,6 +46,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
         on_step: Callable[[str, int, int], None] | None = None, reevaluate: bool = False) -> dict:
   """Runs an experiment end to end and returns ``{"rows": [...]}`` (and ``"support_curve"``).
 
+  The run folder is locked for the run (`rundir.acquire_lock`): a second
+  process on the same folder is refused. A method x seed that diverges
+  (`NonFiniteError`) is recorded (metrics.jsonl, ``failed`` in
+  results.json), its rows are left out, and the others go on; the results
+  are written, then the run raises one `NonFiniteError` naming every failure.
+
   Args:
     config: the experiment config (validated here, before any compile).
     workdir: where config, logs, checkpoints and results go (``None``: nowhere,
@@ -55,13 +61,27 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
     on_step: hook called after every training step with (checkpoint owner,
       seed, step) (tests).
     reevaluate: evaluate again from the saved checkpoints, training nothing.
+
+  Raises:
+    NonFiniteError: some method x seed diverged (after the others' results
+      are written).
+    RunDirLocked: another live process runs in ``workdir``.
   """
   cfg_lib.validate(config)
   config = cfg_lib.canonical(config)
   if reevaluate and workdir is None:
     raise ValueError("reevaluate needs a workdir")
   methods = resolve_all(config)
-  rd = RunDir.create(workdir, config, origins(config)) if workdir is not None else None
+  rd = RunDir.create(workdir, config, origins(config), lock=True) if workdir is not None else None
+  try:
+    return _run(config, methods, rd, progress=progress, verbose=verbose, on_step=on_step, reevaluate=reevaluate)
+  finally:
+    if rd is not None:
+      rd.close()  # the folder's lock, also on failure and Ctrl-C
+
+
+def _run(config: ml_collections.ConfigDict, methods: list[Method], rd: RunDir | None, *, progress: bool,
+         verbose: bool, on_step: Callable[[str, int, int], None] | None, reevaluate: bool) -> dict:
   with _session(rd, "eval" if reevaluate else "run"):
     say = print if verbose else (lambda *a, **k: None)
     seeds = [config.seed + i for i in range(config.num_seeds)]
@@ -69,6 +89,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
         f"({config.data.protocol}), query {config.data.query_size}, support {support_size(config.data)}")
     data = with_model_inputs(load_dataset(config.data), config)
     rows, curves = [], []
+    failed: list[dict] = []  # {"method", "seed", "error"}: method x seed runs that diverged (NonFiniteError)
     contexts: dict[int, FitContext] = {}
 
     def context(seed: int) -> FitContext:
@@ -93,8 +114,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
         record = rd.read_part(method.name, seed) if rd is not None and not reevaluate else None
         if record is None:
           start, tick = runlog.now(), time.perf_counter()
-          fitted = ctx.fit(method)
-          record = evaluate_fitted(fitted, prep, method.config, seed)
+          try:
+            fitted = ctx.fit(method)
+            record = evaluate_fitted(fitted, prep, method.config, seed)
+          except NonFiniteError as e:  # this method x seed diverged: record it, go on with the others
+            error = " ".join(str(e).split())
+            failed.append({"method": method.name, "seed": seed, "error": error})
+            say(f"{method.name} seed {seed}: failed: {error}")
+            if rd is not None:
+              rd.log.write(method=method.name, seed=seed, failed=error)
+            continue
           if rd is not None and not reevaluate:
             rd.log.write(method=method.name, seed=seed, selection=fitted.selection, selected_on=prep.selection)
             rd.write_part(method.name, seed, {**record, "selection": fitted.selection, "selected_on": prep.selection})
@@ -108,9 +137,17 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None = 
     results = {"rows": rows}
     if curves:
       results["support_curve"] = curves
+    if failed:
+      results["failed"] = failed
     if rd is not None:
       rd.write_results(results, results_markdown(results, config))
-    say(markdown_table(results, config.eval.metrics))
+    if rows:
+      say(markdown_table(results, config.eval.metrics))
+    if failed:
+      total = len(seeds) * len(methods)
+      kept = f"; the others' results are in {rd.path / 'results.json'}" if rd is not None and rows else ""
+      raise NonFiniteError(f"{len(failed)} of {total} method x seed failed{kept}: "
+                           + "; ".join(f["error"] for f in failed))
     return results
 
 
@@ -204,7 +241,14 @@ def evaluate_workdir(workdir: str | pathlib.Path, *, progress: bool = True, verb
     ConfigError: an override names a key that would change training or selection.
     FileNotFoundError: not a run folder, or a method without a finished checkpoint.
   """
-  rd = RunDir.open(workdir)
+  rd = RunDir.open(workdir, lock=True)
+  try:
+    return _evaluate(rd, progress=progress, verbose=verbose, overrides=overrides)
+  finally:
+    rd.close()  # the folder's lock
+
+
+def _evaluate(rd: RunDir, *, progress: bool, verbose: bool, overrides: Sequence[str]) -> dict:
   config = rd.config
   if overrides:
     keys = [o.split("=", 1)[0].strip() for o in overrides]

@@ -30,9 +30,13 @@ timings are written by `experiment.run` through `start_session`,
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import pathlib
+import socket
+import sys
 import time
 from typing import Any, Iterator
 
@@ -40,7 +44,7 @@ import jax
 import ml_collections
 
 from metarec_jax import config as cfg_lib
-from metarec_jax import runlog
+from metarec_jax import faults, runlog
 from metarec_jax.pyfile import import_origin
 from metarec_jax.runlog import JsonlLog, RunLog  # noqa: F401  (JsonlLog: its old home)
 
@@ -54,14 +58,123 @@ RESULTS_MD = "results.md"
 PARTS = "parts"
 CHECKPOINTS = "checkpoints"
 DISTILL = "distill"
+LOCK = "lock"
+
+
+class RunDirWriteError(OSError, ValueError):
+  """A run-folder file could not be written (disk full, read-only folder, ...): one line naming the path.
+
+  An OSError (``errno`` is the cause's) and a ValueError, so the CLI prints
+  it as one line like other user errors.
+  """
+
+
+class RunDirLocked(cfg_lib.ConfigError):
+  """Another live process holds the run folder's lock."""
 
 
 def write_text(path: pathlib.Path, text: str) -> None:
-  """Writes ``text`` to ``path`` through a temporary file in the same folder (atomic on POSIX)."""
-  path.parent.mkdir(parents=True, exist_ok=True)
+  """Writes ``text`` to ``path`` through a temporary file in the same folder (atomic on POSIX).
+
+  Raises:
+    RunDirWriteError: the folder or the file cannot be written (the path and
+      the cause in one line; no temporary file is left behind).
+  """
   tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-  tmp.write_text(text)
-  os.replace(tmp, path)
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(text)
+    faults.point("write")
+    os.replace(tmp, path)
+  except OSError as e:
+    with contextlib.suppress(OSError):
+      tmp.unlink()
+    if isinstance(e, RunDirWriteError):
+      raise
+    raise RunDirWriteError(e.errno or errno.EIO, f"cannot write {path}: {e.strerror or e}") from None
+
+
+# ---------------------------------------------------------------------- the lock
+
+_held: dict[str, int] = {}  # this process's locks: resolved folder -> depth (re-entrant: eval runs `run`)
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True  # another user's live process
+  return True
+
+
+def acquire_lock(path: pathlib.Path, say=print) -> bool:
+  """Takes ``path/lock`` (pid, host, start time, command), created with O_CREAT|O_EXCL.
+
+  Re-entrant within one process. A lock left by a dead process on this host
+  is taken over (with a message); a lock on another host, or of a live
+  process, refuses.
+
+  Returns:
+    True (each call is matched by one `release_lock`).
+
+  Raises:
+    RunDirLocked: another live process holds it (its pid, host and the folder).
+  """
+  key = str(path.resolve())
+  if key in _held:
+    _held[key] += 1
+    return True
+  path.mkdir(parents=True, exist_ok=True)
+  lock = path / LOCK
+  me = {"pid": os.getpid(), "host": socket.gethostname(), "start": runlog.now(),
+        "command": " ".join([pathlib.Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else ""}
+  for _ in range(3):
+    try:
+      fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+      try:
+        holder = json.loads(lock.read_text())
+      except FileNotFoundError:
+        continue  # released meanwhile
+      except (OSError, ValueError):
+        holder = {}
+      pid, host = holder.get("pid"), holder.get("host")
+      if host == me["host"] and isinstance(pid, int) and not _alive(pid):
+        say(f"metarec: {path}: taking over the stale lock of process {pid} on {host} (no longer running; "
+            f"started {holder.get('start', '?')})")
+        with contextlib.suppress(FileNotFoundError):
+          lock.unlink()
+        continue
+      raise RunDirLocked(
+          f"workdir {path} is in use by process {pid} on {host} (since {holder.get('start', '?')}: "
+          f"{holder.get('command', '?')}); wait for it to finish, or delete {lock} if it is not running")
+    except OSError as e:
+      raise RunDirWriteError(e.errno or errno.EIO, f"cannot create {lock}: {e.strerror or e}") from None
+    with os.fdopen(fd, "w") as f:
+      f.write(json.dumps(me))
+    _held[key] = 1
+    return True
+  raise RunDirLocked(f"workdir {path}: could not take its lock {lock} (it keeps changing)")
+
+
+def release_lock(path: pathlib.Path) -> None:
+  """Releases ``path/lock`` taken by `acquire_lock` (the outermost release deletes the file)."""
+  key = str(path.resolve())
+  depth = _held.get(key, 0)
+  if depth > 1:
+    _held[key] = depth - 1
+    return
+  _held.pop(key, None)
+  lock = path / LOCK
+  try:
+    holder = json.loads(lock.read_text())
+  except (OSError, ValueError):
+    return
+  if holder.get("pid") == os.getpid():
+    with contextlib.suppress(FileNotFoundError):
+      lock.unlink()
 
 
 class RunDir:
@@ -81,12 +194,13 @@ class RunDir:
     self._resumable: frozenset[str] | None = None  # several processes: the parts present at the start
     self._session: int | None = None  # this session's index in env.json's sessions
     self._session_start = 0.0
+    self._locked = False  # this RunDir took the folder's lock (released by `close`)
 
   # ------------------------------------------------------------------ opening
 
   @classmethod
   def create(cls, path: str | pathlib.Path, config: ml_collections.ConfigDict,
-             origins: list[dict[str, str]] = ()) -> "RunDir":
+             origins: list[dict[str, str]] = (), *, lock: bool = False) -> "RunDir":
     """Starts a run in ``path``, or resumes the run there if it has the same config.
 
     Args:
@@ -94,16 +208,40 @@ class RunDir:
       config: the run's config.
       origins: files / modules that define the run's own methods and model
         parts (`pyfile.origin`), imported again by `open`.
+      lock: take the folder's lock (`acquire_lock`; process 0 only), released
+        by `close` (`experiment.run` does).
 
     Raises:
       ConfigError: the folder holds a run with another config (the differing
         keys are listed; nothing is changed), or ``train.wandb_project`` is
         set and wandb is not installed.
+      RunDirLocked: ``lock`` and another live process holds the folder.
     """
     path = pathlib.Path(path)
     config = cfg_lib.canonical(config)
-    saved = path / CONFIG
     writer = jax.process_index() == 0
+    locked = bool(lock and writer and acquire_lock(path))
+    try:
+      rd = cls._create(path, config, origins, writer)
+    except BaseException:
+      if locked:
+        release_lock(path)
+      raise
+    rd._locked = locked
+    if locked:
+      rd._sweep_temporaries()
+    return rd
+
+  def _sweep_temporaries(self) -> None:
+    """Deletes the temporary files (`write_text`) a killed process left; the lock holder only."""
+    for folder in (self.path, self.path / PARTS):
+      for tmp in folder.glob(".*.tmp*"):
+        with contextlib.suppress(OSError):
+          tmp.unlink()
+
+  @classmethod
+  def _create(cls, path: pathlib.Path, config: ml_collections.ConfigDict, origins, writer: bool) -> "RunDir":
+    saved = path / CONFIG
     if saved.exists():
       old = cfg_lib.from_json(saved.read_text())
       changes = cfg_lib.diff(old, config)
@@ -128,21 +266,47 @@ class RunDir:
     return rd
 
   @classmethod
-  def open(cls, path: str | pathlib.Path) -> "RunDir":
+  def open(cls, path: str | pathlib.Path, *, lock: bool = False) -> "RunDir":
     """Opens an existing run folder and imports the files its methods were defined in.
+
+    Args:
+      path: the run folder.
+      lock: take the folder's lock (`metarec eval`, which rewrites results;
+        process 0 only), released by `close`. Readers leave it False.
 
     Raises:
       FileNotFoundError: ``path`` holds no ``config.json``.
+      RunDirLocked: ``lock`` and another live process holds the folder.
     """
     path = pathlib.Path(path)
     saved = path / CONFIG
     if not saved.is_file():
       raise FileNotFoundError(f"{saved} does not exist: {path} is not a metarec workdir")
-    run = path / RUN
-    if run.is_file():
-      for entry in json.loads(run.read_text()).get("imports", []):
-        import_origin(entry)
-    return cls(path, cfg_lib.from_json(saved.read_text()))
+    locked = bool(lock and jax.process_index() == 0 and acquire_lock(path))
+    try:
+      run = path / RUN
+      if run.is_file():
+        for entry in json.loads(run.read_text()).get("imports", []):
+          import_origin(entry)
+      rd = cls(path, cfg_lib.from_json(saved.read_text()))
+    except BaseException:
+      if locked:
+        release_lock(path)
+      raise
+    rd._locked = locked
+    return rd
+
+  def close(self) -> None:
+    """Releases the folder's lock if this RunDir took it (`create` / `open` with ``lock``)."""
+    if self._locked:
+      self._locked = False
+      release_lock(self.path)
+
+  def __enter__(self) -> "RunDir":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
 
   def rewrite_config(self, config: ml_collections.ConfigDict) -> None:
     """Records a changed config (evaluation-only keys, `metarec eval --set`)."""
@@ -244,6 +408,7 @@ class RunDir:
 
   def write_part(self, method: str, seed: int, record: dict[str, Any]) -> None:
     if self.writer:
+      faults.point("part")
       write_text(self.part_path(method, seed), json.dumps(record, indent=1))
 
   def parts(self) -> Iterator[dict[str, Any]]:
@@ -255,6 +420,7 @@ class RunDir:
     """``results.json`` and ``results.md`` (``tables``: the markdown); process 0 only."""
     if not self.writer:
       return
+    faults.point("results")
     write_text(self.path / RESULTS, json.dumps(results, indent=1))
     write_text(self.path / RESULTS_MD, tables)
 

@@ -20,6 +20,7 @@ logged step.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import pathlib
 import time
 from typing import Any, Callable, Sequence
@@ -30,6 +31,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
+from metarec_jax import faults
 from metarec_jax.meta.step import MetaTrainState, replicate, task_mesh
 from metarec_jax.runlog import RunLog
 
@@ -58,6 +60,52 @@ def _local(tree: Any, mesh: Any) -> Any:
 
 class NonFiniteError(FloatingPointError):
   """A training metric became NaN or infinite."""
+
+
+class CheckpointError(ValueError):
+  """No checkpoint in a folder can be restored (every kept step is truncated or corrupted)."""
+
+
+KEEP = 2  # checkpoints kept per folder: the latest, and the one before it should the latest be damaged
+
+
+def _orphaned_restore_error(record: logging.LogRecord) -> bool:
+  """asyncio's "... exception was never retrieved" pages a failed orbax restore leaves: muted (the run says it in one line)."""
+  message = record.getMessage()
+  return not ("never retrieved" in message and "tensorstore" in message)
+
+
+logging.getLogger("asyncio").addFilter(_orphaned_restore_error)
+
+
+def _restore(manager: Any, template: Any, name: str, seed: int, ckpt_dir: pathlib.Path,
+             say: Callable[[str], None], delete: bool = True) -> Any:
+  """Restores the latest step that restores, newest first; says so for each damaged one and deletes it (``delete``).
+
+  Raises:
+    CheckpointError: none of the kept steps restores (the folder is named;
+      nothing is deleted then, and nothing starts over).
+  """
+  steps = sorted(manager.all_steps(), reverse=True)
+  bad = []
+  for step in steps:
+    try:
+      restored = manager.restore(step, args=ocp.args.StandardRestore(template))
+    except Exception as e:  # orbax / tensorstore: truncated, missing or corrupted files
+      why = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+      bad.append((step, why))
+      say(f"metarec: {name} seed {seed}: checkpoint step {step} in {ckpt_dir} does not restore ({why}); "
+          + ("trying the previous one" if step != steps[-1] else "no earlier checkpoint"))
+      continue
+    for b, _ in bad if delete else ():  # later saves would meet them
+      manager.delete(b)
+    if bad:
+      say(f"metarec: {name} seed {seed}: resuming from checkpoint step {step} in {ckpt_dir} "
+          f"(damaged: step {', '.join(str(b) for b, _ in bad)})")
+    return restored
+  raise CheckpointError(
+      f"{name} seed {seed}: no checkpoint in {ckpt_dir} restores (steps {', '.join(map(str, steps))}: "
+      f"{bad[0][1] if bad else '?'}); delete {ckpt_dir} to train {name} seed {seed} from the start")
 
 
 @dataclasses.dataclass
@@ -117,7 +165,9 @@ def train_loop(name: str, seed: int, state: MetaTrainState, step_fn: Callable, t
       ``sets`` (lower is better); raises FloatingPointError on a non-finite
       value.
     settings: steps and the logging / validation / checkpoint periods.
-    ckpt_dir: orbax folder; resumes from its latest step if any.
+    ckpt_dir: orbax folder; resumes from its latest step if any (the two
+      latest are kept: a step that does not restore is reported in one line,
+      deleted, and the one before it is used).
     log: where the records go: a `runlog.RunLog` (`rundir.RunDir.log`), or
       anything with ``write(**record)``; None: the console only.
     progress: show a progress bar; False: print a line every ``log_every``
@@ -137,6 +187,7 @@ def train_loop(name: str, seed: int, state: MetaTrainState, step_fn: Callable, t
     NonFiniteError: the loss, the gradient norm or a validation value became
       NaN or infinite; the last good checkpoint stays on disk.
     FileNotFoundError: ``restore_only`` and no finished checkpoint.
+    CheckpointError: the folder holds checkpoints and none of them restores.
   """
   log = log if log is not None else RunLog()
   write = log.write
@@ -153,13 +204,13 @@ def train_loop(name: str, seed: int, state: MetaTrainState, step_fn: Callable, t
     if restore_only and not ckpt_dir.is_dir():
       raise FileNotFoundError(f"{name} seed {seed}: no checkpoint in {ckpt_dir}; run `metarec run` to train it")
     manager = ocp.CheckpointManager(ckpt_dir.absolute(), options=ocp.CheckpointManagerOptions(
-        max_to_keep=1, create=not restore_only))
+        max_to_keep=KEEP, create=not restore_only))
     latest = manager.latest_step()
     if latest is not None:
       template = {"state": _global(state, mesh), "best": _global(best, mesh),
                   "best_val": {k: np.zeros((), np.float64) for k in names},
                   "best_step": {k: np.zeros((), np.int64) for k in names}}
-      restored = manager.restore(latest, args=ocp.args.StandardRestore(template))
+      restored = _restore(manager, template, name, seed, ckpt_dir, print, delete=not restore_only)
       state, best = _local(restored["state"], mesh), _local(restored["best"], mesh)
       best_val = {k: float(v) for k, v in restored["best_val"].items()}
       best_step = {k: int(v) for k, v in restored["best_step"].items()}
@@ -174,6 +225,7 @@ def train_loop(name: str, seed: int, state: MetaTrainState, step_fn: Callable, t
         "state": _global(state, mesh), "best": _global(best, mesh),
         "best_val": {k: np.asarray(v, np.float64) for k, v in best_val.items()},
         "best_step": {k: np.asarray(v, np.int64) for k, v in best_step.items()}}), force=True)
+    faults.point("checkpoint")  # the save has started and is not finished: a kill here leaves a partial step
     manager.wait_until_finished()
 
   def evaluate_now(step):
