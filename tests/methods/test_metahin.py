@@ -328,7 +328,7 @@ def test_the_block_is_read_by_metahin_only_and_validated():
   assert resolve("metahin", c).config.meta.inner_steps == 0
   c.metahin.fusion = "attention"
   c.metahin.neighbours = 0
-  with pytest.raises(ConfigError, match="metahin.fusion must be one of.*\n.*metahin.neighbours must be >= 1"):
+  with pytest.raises(ConfigError, match="metahin.fusion must be one of.*; .*metahin.neighbours must be >= 1"):
     validate(c)
   c.methods = ("maml",)
   with pytest.raises(ConfigError, match="maml does not read metahin.user_dim"):
