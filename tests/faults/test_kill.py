@@ -14,9 +14,11 @@ from metarec_jax.bench import kills
 
 # checkpoint:2 — maml's second orbax save has started, not finished (checkpoints every 3 of 6 steps);
 # write:3 — a run-folder file (env.json) is written to its temporary name, not yet renamed;
-# part:2 — maml's part is about to be written (global_mean's is on disk);
 # results:1 — every part is on disk, results.json is about to be written.
-POINTS = ("checkpoint:2", "write:3", "part:2", "results:1")
+# The `part` point (a finished method x seed about to be recorded) is left to the kill sweep
+# (benchmarks/kill_sweep.py): a part is written by the same write_text whose temporary-name-then-rename
+# window `write` kills in, and each subprocess here costs the suite about 8 s.
+POINTS = ("checkpoint:2", "write:3", "results:1")
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def reference(tmp_path_factory):
 
 
 def test_points_are_the_documented_ones():
-  assert {p.split(":")[0] for p in POINTS} == set(faults.POINTS)
+  assert {p.split(":")[0] for p in POINTS} | {"part"} == set(faults.POINTS)
 
 
 @pytest.mark.parametrize("point", POINTS)
